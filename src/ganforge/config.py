@@ -1,0 +1,241 @@
+"""The run configuration: one flat dataclass, its validation, and loading from files/flags.
+
+Flat on purpose: every field can be set with ``--set key=value`` and reads the same in
+``config.json``. Resolution order: dataclass defaults < preset < config file < flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import GanforgeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class Config:
+    preset: str = "mlp-mnist"
+    # data
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    split: str = "train"  # train | test | all (for datasets with splits)
+    toy_means: list[float] = field(default_factory=lambda: [4.0])
+    toy_stds: list[float] = field(default_factory=lambda: [0.5])
+    toy_weights: list[float] | None = None  # mixture weights; None = equal
+    # model
+    model: str = "mlp"
+    z_dim: int = 100
+    g_hidden: int = 128
+    d_hidden: int = 128
+    init: str = "he-normal"
+    prior: str = "uniform"
+    # objective and optimisation
+    objective: str = "nonsaturating"
+    batch_size: int = 128
+    steps: int = 20_000  # iterations; one iteration = k_d D steps + k_g G steps
+    k_d: int = 1
+    k_g: int = 1
+    g_lr: float = 1e-3
+    d_lr: float = 1e-3
+    g_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    d_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # outputs
+    out: str | None = None
+    log_every: int = 100
+    sample_every: int = 1000
+    ckpt_every: int = 5000
+    n_samples: int = 64  # images in each sample grid (fixed noise)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Keys that config.json carries as a record of what happened, not as settings.
+RECORD_ONLY = ("data_used", "ganforge_version", "torch_version")
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_HINTS = typing.get_type_hints(Config)
+
+POSITIVE_INTS = ("z_dim", "g_hidden", "d_hidden", "batch_size", "steps", "k_d", "k_g",
+                 "log_every", "sample_every", "ckpt_every", "n_samples")
+POSITIVE_FLOATS = ("g_lr", "d_lr")
+
+
+def _base_type(hint: Any) -> tuple[Any, bool]:
+    """(inner type, optional?) for hints like ``int``, ``str | None``, ``list[float] | None``."""
+    args = typing.get_args(hint)
+    if type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return hint, False
+
+
+def coerce(name: str, value: Any, *, from_text: bool = False) -> Any:
+    """Check (and for text from the command line, parse) one field's value."""
+    if name not in FIELDS:
+        raise GanforgeError(
+            f"unknown config field {name!r}; valid fields: {', '.join(FIELDS)}"
+        )
+    hint, optional = _base_type(_HINTS[name])
+    if optional and (value is None or (from_text and value.lower() in ("none", "null"))):
+        return None
+    origin = typing.get_origin(hint)
+    try:
+        if origin is list:
+            (item,) = typing.get_args(hint)
+            if from_text:
+                value = [v for v in value.replace("[", "").replace("]", "").split(",") if v]
+            if not isinstance(value, list | tuple):
+                raise TypeError
+            return [_scalar(item, v, from_text) for v in value]
+        return _scalar(hint, value, from_text)
+    except (TypeError, ValueError):
+        want = getattr(hint, "__name__", str(hint))
+        raise GanforgeError(
+            f"config field {name!r}: expected {want}, got {value!r}"
+        ) from None
+
+
+def _scalar(kind: type, value: Any, from_text: bool) -> Any:
+    if from_text and isinstance(value, str):
+        value = value.strip()
+        if kind is bool:
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind is int:
+            return int(value.replace("_", ""))
+        if kind is float:
+            return float(value)
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, bool) and kind is not bool:
+        raise TypeError
+    if not isinstance(value, kind):
+        raise TypeError
+    return value
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML or JSON file as data (never executed) into a dict of fields."""
+    p = Path(path)
+    if not p.is_file():
+        raise GanforgeError(f"{p}: config file not found")
+    try:
+        text = p.read_text()
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        elif p.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        else:
+            raise GanforgeError(f"{p}: expected a .toml or .json config file")
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise GanforgeError(f"{p}: not valid {p.suffix[1:].upper()}: {e}") from None
+    if not isinstance(data, dict):
+        raise GanforgeError(f"{p}: expected a table/object of config fields at the top level")
+    unknown = [k for k in data if k not in FIELDS]
+    if unknown:
+        raise GanforgeError(
+            f"{p}: unknown config field(s) {', '.join(map(repr, unknown))}; "
+            f"valid fields: {', '.join(FIELDS)}"
+        )
+    return {k: _coerce_in_file(p, k, v) for k, v in data.items()}
+
+
+def _coerce_in_file(path: Path, key: str, value: Any) -> Any:
+    try:
+        return coerce(key, value)
+    except GanforgeError as e:
+        raise GanforgeError(f"{path}: {e}") from None
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``--set key=value`` pairs, typed by the field they name."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise GanforgeError(f"--set {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        out[key] = coerce(key, value, from_text=True)
+    return out
+
+
+def validate(cfg: Config) -> Config:
+    """Range checks that types alone cannot express. Registry names are checked on lookup."""
+    for name in POSITIVE_INTS + POSITIVE_FLOATS:
+        if getattr(cfg, name) <= 0:
+            flag = "--" + name.replace("_", "-")
+            raise GanforgeError(f"{flag} must be positive, got {getattr(cfg, name)}")
+    for name in ("g_betas", "d_betas"):
+        b = getattr(cfg, name)
+        if len(b) != 2 or not all(0.0 <= v < 1.0 for v in b):
+            raise GanforgeError(f"{name}: expected two numbers in [0, 1), got {b}")
+    if cfg.split not in ("train", "test", "all"):
+        raise GanforgeError(f"split: expected train, test or all, got {cfg.split!r}")
+    if len(cfg.toy_means) != len(cfg.toy_stds) or not cfg.toy_means:
+        raise GanforgeError("toy_means and toy_stds: expected lists of the same, non-zero length")
+    if any(s <= 0 for s in cfg.toy_stds):
+        raise GanforgeError(f"toy_stds: expected positive numbers, got {cfg.toy_stds}")
+    if cfg.toy_weights is not None and (
+        len(cfg.toy_weights) != len(cfg.toy_means) or any(w < 0 for w in cfg.toy_weights)
+        or sum(cfg.toy_weights) <= 0
+    ):
+        raise GanforgeError("toy_weights: expected one non-negative weight per mixture component")
+    _check_names(cfg)
+    if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
+        raise GanforgeError(f"--device: expected auto, cpu or cuda, got {cfg.device!r}")
+    return cfg
+
+
+def _check_names(cfg: Config) -> None:
+    """Unknown names fail here, before any data is loaded or folder created."""
+    from .data import DATASETS
+    from .losses import OBJECTIVES
+    from .models import INITS, MODELS
+    from .priors import PRIORS
+
+    for registry, name in ((DATASETS, cfg.dataset), (MODELS, cfg.model), (INITS, cfg.init),
+                           (PRIORS, cfg.prior), (OBJECTIVES, cfg.objective)):
+        registry.get(name)
+
+
+def resolve(preset: str | None = None, file_fields: dict[str, Any] | None = None,
+            overrides: dict[str, Any] | None = None) -> Config:
+    """Preset defaults, then a config file's fields, then explicit overrides."""
+    from .presets import PRESETS  # presets import Config: import here to avoid a cycle
+
+    fields: dict[str, Any] = {}
+    fields.update(file_fields or {})
+    fields.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    name = preset or fields.get("preset") or Config.preset
+    base = PRESETS.get(name)()
+    merged = base.to_dict()
+    for k, v in fields.items():
+        merged[k] = coerce(k, v)
+    merged["preset"] = name
+    return validate(Config(**merged))
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """A Config from a complete dict such as a run's config.json (no preset layering)."""
+    data = {k: v for k, v in data.items() if k not in RECORD_ONLY}
+    unknown = [k for k in data if k not in FIELDS]
+    if unknown:
+        raise GanforgeError(f"unknown config field(s): {', '.join(unknown)}")
+    return validate(Config(**{k: coerce(k, v) for k, v in data.items()}))

@@ -1,0 +1,67 @@
+"""The 1-D toy data of the tutorials: a normal, or a mixture of normals."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .base import Dataset, Sampler
+
+
+class MixtureSampler(Sampler):
+    def __init__(self, ds: Gaussian1D, batch_size: int, generator: torch.Generator):
+        self.ds, self.batch_size, self.generator = ds, batch_size, generator
+
+    def next(self) -> torch.Tensor:
+        return self.ds.draw(self.batch_size, self.generator)
+
+
+@dataclass
+class Gaussian1D(Dataset):
+    means: list[float] = field(default_factory=lambda: [4.0])
+    stds: list[float] = field(default_factory=lambda: [0.5])
+    weights: list[float] | None = None
+    device: torch.device = torch.device("cpu")
+
+    def __post_init__(self) -> None:
+        w = torch.tensor(self.weights or [1.0] * len(self.means), dtype=torch.float64)
+        self._w = (w / w.sum()).float()
+
+    def to(self, device: torch.device) -> Gaussian1D:
+        self.device = torch.device(device)
+        return self
+
+    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        dev = generator.device
+        mu = torch.tensor(self.means, device=dev)
+        sd = torch.tensor(self.stds, device=dev)
+        if len(self.means) == 1:
+            comp = torch.zeros(n, dtype=torch.long, device=dev)
+        else:
+            comp = torch.multinomial(self._w.to(dev), n, replacement=True, generator=generator)
+        eps = torch.randn(n, generator=generator, device=dev)
+        return (mu[comp] + sd[comp] * eps).unsqueeze(1).to(self.device)
+
+    def sampler(self, batch_size: int, generator: torch.Generator) -> Sampler:
+        return MixtureSampler(self, batch_size, generator)
+
+    def real_samples(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.draw(n, generator)
+
+    def pdf(self, xs: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(xs, dtype=torch.float64)
+        for w, m, s in zip(self._w.tolist(), self.means, self.stds, strict=True):
+            out += w * torch.exp(-0.5 * ((xs.double() - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))
+        return out
+
+    @property
+    def mean(self) -> float:
+        return float(sum(w * m for w, m in zip(self._w.tolist(), self.means, strict=True)))
+
+    @property
+    def std(self) -> float:
+        w = self._w.tolist()
+        second = sum(wi * (s**2 + m**2) for wi, m, s in zip(w, self.means, self.stds, strict=True))
+        return math.sqrt(second - self.mean**2)

@@ -1,0 +1,73 @@
+"""Load a trained generator from a run folder or checkpoint, and sample from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import checkpoint
+from .config import Config, from_dict
+from .errors import GanforgeError
+from .models import MODELS
+from .priors import PRIORS
+
+
+class TrainedGenerator(nn.Module):
+    """G plus what is needed to use it: ``g(z)`` maps noise, ``g.sample(n)`` draws from p(z)."""
+
+    def __init__(self, G: nn.Module, config: Config, step: int) -> None:
+        super().__init__()
+        self.G, self.config, self.step = G, config, step
+        self.z_dim = config.z_dim
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.G(z)
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
+        device = next(self.G.parameters()).device
+        gen = torch.Generator(device)
+        if seed is None:
+            gen.seed()
+        else:
+            gen.manual_seed(seed)
+        z = PRIORS.get(self.config.prior)(n, self.z_dim, gen)
+        return self.G(z)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder means its final checkpoint (else its latest); a file means itself."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("final.safetensors", "latest.safetensors"):
+            if (p / "checkpoints" / name).is_file():
+                return p / "checkpoints" / name
+        raise GanforgeError(f"{p}: not a ganforge run folder (no checkpoints/final.safetensors "
+                            "or checkpoints/latest.safetensors)")
+    if not p.exists():
+        raise GanforgeError(f"{p}: no such run folder or checkpoint")
+    return p
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedGenerator:
+    """The generator of a run folder or checkpoint file, in eval mode, ready to call."""
+    ckpt = resolve_checkpoint(path)
+    state = checkpoint.load(ckpt)
+    try:
+        cfg = from_dict(state["config"])
+    except (KeyError, TypeError, GanforgeError) as e:
+        raise GanforgeError(f"{ckpt}: checkpoint has no usable config ({e})") from None
+    data_shape = _data_shape(state)
+    G, _ = MODELS.get(cfg.model)(cfg, data_shape)
+    checkpoint.load_module_state(G, state["G"], "generator", ckpt)
+    gen = TrainedGenerator(G, cfg, int(state.get("step", 0))).to(device)
+    return gen.eval()
+
+
+def _data_shape(state: dict) -> tuple[int, ...]:
+    shape = state.get("data_shape")
+    if shape is None:
+        raise GanforgeError("checkpoint does not record the data shape")
+    return tuple(int(s) for s in shape)

@@ -1,0 +1,102 @@
+"""Pictures a person wants to open: sample grids, the progress GIF, loss curves, 1-D plots."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def grid_image(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> Image.Image:
+    """(N, C, H, W) floats in [0, 1] -> one PIL image, ``nrow`` images per row."""
+    x = images.detach().float().cpu().clamp(0, 1)
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    n, c, h, w = x.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    canvas = torch.ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad) * 0.5
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        canvas[:, top:top + h, left:left + w] = x[i]
+    arr = (canvas.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    return Image.fromarray(arr[:, :, 0] if c == 1 else arr, mode="L" if c == 1 else "RGB")
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None,
+              scale: int = 2) -> Path:
+    img = grid_image(images, nrow)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+def save_gif(frames: Sequence[str | Path], path: str | Path,
+             ms_per_frame: int = 300) -> Path | None:
+    """The snapshots in order as an animated GIF; the last frame is held a little longer."""
+    if not frames:
+        return None
+    imgs = [Image.open(f).convert("P", palette=Image.ADAPTIVE) for f in frames]
+    durations = [ms_per_frame] * (len(imgs) - 1) + [ms_per_frame * 5]
+    path = Path(path)
+    imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=durations, loop=0)
+    return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_losses(rows: Sequence[dict], path: str | Path, title: str = "") -> Path | None:
+    """D and G loss against step, from metrics.jsonl rows."""
+    rows = [r for r in rows if "d_loss" in r]
+    if not rows:
+        return None
+    plt = _pyplot()
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ax.plot(steps, [r["d_loss"] for r in rows], label="D loss")
+    ax.plot(steps, [r["g_loss"] for r in rows], label="G loss")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_title(title or "losses")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_density_1d(xs: np.ndarray, real_pdf: np.ndarray, fake: np.ndarray, d_of_x: np.ndarray,
+                    path: str | Path, title: str = "") -> Path:
+    """Real density, G's density (histogram) and D(x), on one x axis."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ax.plot(xs, real_pdf, color="tab:blue", label="real density")
+    ax.hist(fake, bins=80, range=(xs[0], xs[-1]), density=True, alpha=0.45, color="tab:green",
+            label="G's density")
+    ax.plot(xs, d_of_x, color="tab:red", label="D(x)")
+    top = max(1.05, float(real_pdf.max()) * 1.3)
+    ax.set_ylim(0, top)
+    ax.set_xlim(xs[0], xs[-1])
+    ax.set_xlabel("x")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
