@@ -14,21 +14,27 @@ from .errors import GanforgeError
 TRAIN_FLAGS = {
     "preset": str, "dataset": str, "data_dir": str, "steps": int, "batch_size": int,
     "out": str, "seed": int, "device": str, "sample_every": int, "ckpt_every": int,
-    "log_every": int,
+    "log_every": int, "cuda_graphs": str,
 }
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a GAN (default: the classic MLP GAN on MNIST)",
-                       description="Train a GAN. Defaults come from the preset; a --config file "
-                       "overrides them, and flags override the file.")
+def _add_train(sub: argparse._SubParsersAction, name: str = "train") -> argparse.ArgumentParser:
+    if name == "train":
+        p = sub.add_parser("train", help="train a GAN (default: the classic MLP GAN on MNIST)",
+                           description="Train a GAN. Defaults come from the preset; a --config "
+                           "file overrides them, and flags override the file.")
+    else:
+        p = sub.add_parser("sweep", help="train many independent GANs at once (vectorised)",
+                           description="Train --runs GANs of one MLP preset in one process, "
+                           "stacked: run k gets seed SEED+k and combination k of the --vary "
+                           "values, and a run folder of its own under --out.")
     for name, kind in TRAIN_FLAGS.items():
         flag = "--" + name.replace("_", "-")
         metavar = {"str": "NAME", "int": "N"}[kind.__name__]
         if name in ("data_dir", "out"):
             metavar = "PATH" if name == "data_dir" else "DIR"
-        if name == "device":
-            metavar = "auto|cpu|cuda"
+        if name in ("device", "cuda_graphs"):
+            metavar = "auto|cpu|cuda" if name == "device" else "auto|on|off"
         p.add_argument(flag, dest=name, type=kind, default=None, metavar=metavar)
     p.add_argument("--config", metavar="FILE", help="TOML or JSON file of config fields")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -37,6 +43,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run in a non-empty --out folder")
     p.set_defaults(func=cmd_train)
+    return p
 
 
 def _resolved_config(args: argparse.Namespace):
@@ -60,6 +67,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     last = run.metrics[-1] if run.metrics else {}
     print(f"done: {cfg.steps} iterations, d_loss {last.get('d_loss', float('nan')):.4f}, "
           f"g_loss {last.get('g_loss', float('nan')):.4f}; run folder: {run.dir}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import parse_vary, sweep
+
+    cfg = _resolved_config(args)
+    vary = parse_vary(args.vary)
+    if args.dry_run:
+        print(json.dumps({"runs": args.runs, "vary": vary, "base": cfg.to_dict()}, indent=2))
+        return 0
+    runs = sweep(cfg, args.runs, vary, overwrite=args.overwrite)
+    print(f"done: {len(runs)} runs x {cfg.steps} iterations; run folders under "
+          f"{runs[0].dir.parent}")
     return 0
 
 
@@ -119,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
+    p = _add_train(sub, "sweep")
+    p.add_argument("--runs", type=int, default=8, help="how many GANs (default 8)")
+    p.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
+                   help="values to cycle through: lr, g_lr, d_lr or seed (repeatable)")
+    p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("sample", help="draw samples from a trained generator")
     p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
     p.add_argument("--n", type=int, default=64)

@@ -51,6 +51,11 @@ class Config:
     d_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # speed (see benchmarks/speed.py); none of these changes the algorithm
+    cuda_graphs: str = "auto"  # auto | on | off: replay the whole iteration as one CUDA graph
+    compile: bool = False  # torch.compile G and D
+    amp: str = "off"  # off | bf16: autocast the forward passes
+    channels_last: bool = False  # NHWC memory format for convolutional models
     # outputs
     out: str | None = None
     log_every: int = 100
@@ -198,6 +203,10 @@ def validate(cfg: Config) -> Config:
     ):
         raise GanforgeError("toy_weights: expected one non-negative weight per mixture component")
     _check_names(cfg)
+    if cfg.cuda_graphs not in ("auto", "on", "off"):
+        raise GanforgeError(f"--cuda-graphs: expected auto, on or off, got {cfg.cuda_graphs!r}")
+    if cfg.amp not in ("off", "bf16"):
+        raise GanforgeError(f"amp: expected off or bf16, got {cfg.amp!r}")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         raise GanforgeError(f"--device: expected auto, cpu or cuda, got {cfg.device!r}")
     return cfg

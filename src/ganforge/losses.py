@@ -13,7 +13,11 @@ from .registry import Registry
 
 
 class Objective:
-    """D minimises ``d_loss(real_logits, fake_logits)``; G minimises ``g_loss(fake_logits)``."""
+    """D minimises ``d_loss(real_logits, fake_logits)``; G minimises ``g_loss(fake_logits)``.
+
+    Losses average over the last axis (the batch), so stacked logits of R independent GANs,
+    shaped (R, B), give R losses at once (see :mod:`ganforge.sweep`).
+    """
 
     name = ""
 
@@ -29,7 +33,7 @@ OBJECTIVES: Registry[type[Objective]] = Registry("objective")
 
 def _gan_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     # -mean(log D(x) + log(1 - D(G(z))))
-    return (F.softplus(-real) + F.softplus(fake)).mean()
+    return (F.softplus(-real) + F.softplus(fake)).mean(-1)
 
 
 @OBJECTIVES.register("nonsaturating", "G: -mean log D(G(z)) (Goodfellow et al.'s practical fix)")
@@ -38,7 +42,7 @@ class NonSaturating(Objective):
     d_loss = staticmethod(_gan_d_loss)
 
     def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
-        return F.softplus(-fake).mean()
+        return F.softplus(-fake).mean(-1)
 
 
 @OBJECTIVES.register("minimax", "G: mean log(1 - D(G(z))), the saturating game value")
@@ -47,4 +51,4 @@ class Minimax(Objective):
     d_loss = staticmethod(_gan_d_loss)
 
     def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
-        return -F.softplus(fake).mean()
+        return -F.softplus(fake).mean(-1)

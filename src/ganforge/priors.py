@@ -14,7 +14,8 @@ PRIORS: Registry[Prior] = Registry("prior")
 
 @PRIORS.register("uniform", "U(-1, 1) in every dimension (the tutorials' sample_Z)")
 def uniform(n: int, dim: int, generator: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, dim, generator=generator, device=generator.device).mul_(2).sub_(1)
+    # one kernel (uniform_ draws the same numbers as rand, mapped to [-1, 1))
+    return torch.empty(n, dim, device=generator.device).uniform_(-1.0, 1.0, generator=generator)
 
 
 @PRIORS.register("normal", "N(0, I)")

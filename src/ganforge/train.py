@@ -12,6 +12,7 @@ accumulated on the device so the hot loop never waits for the host.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from . import checkpoint, viz
 from .config import FIELDS, Config, from_dict, resolve, validate
+from .cuda_graphs import capture_iteration
 from .data import Dataset, Gaussian1D, load_dataset
 from .errors import GanforgeError
 from .losses import OBJECTIVES, Objective
@@ -31,6 +33,7 @@ from .priors import PRIORS
 from .run import Run, default_out, prepare_dir
 
 FIXED_NOISE_SALT = 0x5EED  # the grid's noise comes from its own stream, not the training one
+GRAPH_WARMUP = 3  # eager iterations before capture, so lazy allocations happen outside it
 
 
 def pick_device(name: str) -> torch.device:
@@ -48,24 +51,39 @@ class Trainer:
         self.cfg, self.data, self.device = cfg, data, device
         torch.manual_seed(cfg.seed)  # model init on the CPU: the same weights on any device
         G, D = build_models(cfg, data.shape)
-        self.G, self.D = G.to(device), D.to(device)
+        memory_format = torch.channels_last if cfg.channels_last and len(data.shape) == 3 \
+            else torch.contiguous_format
+        self.G = G.to(device, memory_format=memory_format)
+        self.D = D.to(device, memory_format=memory_format)
         self.objective: Objective = OBJECTIVES.get(cfg.objective)()
         self.prior = PRIORS.get(cfg.prior)
-        fused = device.type == "cuda"
+        # fused: one kernel for all parameters; capturable: its step counters live on the
+        # device, which CUDA-graph capture requires
+        on_cuda = device.type == "cuda"
+        adam = dict(fused=True, capturable=on_cuda)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.g_lr, betas=tuple(cfg.g_betas),
-                                      fused=fused)
+                                      **adam)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=tuple(cfg.d_betas),
-                                      fused=fused)
+                                      **adam)
         self.gen = torch.Generator(device).manual_seed(cfg.seed)
         self.batches = data.to(device).sampler(cfg.batch_size, self.gen)
         fixed = torch.Generator().manual_seed(cfg.seed ^ FIXED_NOISE_SALT)
         self.fixed_z = self.prior(cfg.n_samples, cfg.z_dim, fixed).to(device)
+        self.g_fn: Callable[[torch.Tensor], torch.Tensor] = self.G
+        self.d_fn: Callable[[torch.Tensor], torch.Tensor] = self.D
+        if cfg.compile:
+            self.g_fn, self.d_fn = torch.compile(self.G), torch.compile(self.D)
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                                       enabled=cfg.amp == "bf16")
         # The schedule is data: each phase names its step function and how often it runs.
         self.phases: list[tuple[str, int, Callable[[], None]]] = [
             ("D", cfg.k_d, self.d_step),
             ("G", cfg.k_g, self.g_step),
         ]
         self.step_count = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.graph_note = "off"
+        self.stats = torch.zeros(4, device=device)
         self._zero_stats()
 
     # --- the algorithm -------------------------------------------------------------------
@@ -73,41 +91,74 @@ class Trainer:
         B = self.cfg.batch_size
         real = self.batches.next()
         z = self.prior(B, self.cfg.z_dim, self.gen)
-        with torch.no_grad():
-            fake = self.G(z)
-        logits = self.D(torch.cat([real, fake]))  # one D call for both halves
+        with torch.no_grad(), self.autocast:
+            fake = self.g_fn(z)
+        with self.autocast:
+            logits = self.d_fn(torch.cat([real, fake.to(real.dtype)])).float()  # one D call
         real_logits, fake_logits = logits[:B], logits[B:]
         loss = self.objective.d_loss(real_logits, fake_logits)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
-        with torch.no_grad():
+        with torch.no_grad():  # few kernels: these run every step, also inside CUDA graphs
             self.stats[0] += loss.detach()
-            self.stats[2] += torch.sigmoid(real_logits).mean()
-            self.stats[3] += torch.sigmoid(fake_logits).mean()
-            self.counts[0] += 1
+            self.stats[2:] += torch.sigmoid(logits.detach()).view(2, B).mean(1)
 
     def g_step(self) -> None:
         z = self.prior(self.cfg.batch_size, self.cfg.z_dim, self.gen)
         self.D.requires_grad_(False)  # G's step needs gradients through D, not for D
-        loss = self.objective.g_loss(self.D(self.G(z)))
+        with self.autocast:
+            fake_logits = self.d_fn(self.g_fn(z)).float()
+        loss = self.objective.g_loss(fake_logits)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
         self.D.requires_grad_(True)
         with torch.no_grad():
             self.stats[1] += loss.detach()
-            self.counts[1] += 1
 
-    def step(self) -> None:
+    def iteration(self) -> None:
         for _name, repeats, fn in self.phases:
             for _ in range(repeats):
                 fn()
+
+    def step(self) -> None:
+        """One iteration: replayed as a CUDA graph when one was captured, else eagerly."""
+        if self.graph is not None:
+            self.batches.stage()
+            self.graph.replay()
+        else:
+            self.iteration()
+        self.counts[0] += self.cfg.k_d
+        self.counts[1] += self.cfg.k_g
         self.step_count += 1
+
+    def wants_graph(self) -> bool:
+        mode = self.cfg.cuda_graphs
+        if mode == "on" and self.device.type != "cuda":
+            raise GanforgeError("--cuda-graphs on needs a CUDA device (try --device cuda)")
+        return mode == "on" or (mode == "auto" and self.device.type == "cuda")
+
+    def setup_cuda_graph(self) -> str:
+        """Capture one iteration as a CUDA graph; call after a few eager (warm-up) iterations.
+
+        Returns a short note for the log: "on", or why capture fell back to eager.
+        """
+        try:
+            self.graph = capture_iteration(self)
+            self.graph_note = "on"
+        except Exception as e:  # capture is an optimisation: any failure falls back to eager
+            self.graph = None
+            self.batches.make_static(0)
+            self.graph_note = f"off (capture failed: {type(e).__name__}: {str(e).splitlines()[0]})"
+            print(f"ganforge: CUDA graph capture failed, training eagerly: {self.graph_note}",
+                  file=sys.stderr)
+        return self.graph_note
 
     # --- statistics ------------------------------------------------------------------------
     def _zero_stats(self) -> None:
-        self.stats = torch.zeros(4, device=self.device)  # d_loss, g_loss, D(x), D(G(z)) sums
+        # zeroed in place: a captured CUDA graph keeps writing to this very tensor
+        self.stats.zero_()  # sums of d_loss, g_loss, D(x), D(G(z))
         self.counts = [0, 0]
 
     def read_stats(self) -> dict[str, float]:
@@ -144,10 +195,7 @@ def _snapshot(trainer: Trainer, run: Run) -> Path:
         fake = G(trainer.fixed_z)
         if isinstance(trainer.data, Gaussian1D):
             ds = trainer.data
-            lo = min(m - 4 * s for m, s in zip(ds.means, ds.stds, strict=True))
-            hi = max(m + 4 * s for m, s in zip(ds.means, ds.stds, strict=True))
-            lo, hi = min(lo, -1.0), max(hi, 1.0)
-            xs = torch.linspace(lo, hi, 400, device=trainer.device)
+            xs = torch.linspace(*ds.plot_range(), 400, device=trainer.device)
             d_of_x = torch.sigmoid(D(xs.unsqueeze(1)))
             viz.plot_density_1d(xs.cpu().numpy(), ds.pdf(xs.cpu()).numpy(),
                                 fake.squeeze(1).cpu().numpy(), d_of_x.cpu().numpy(), path,
@@ -211,8 +259,12 @@ def train(config: Config | dict[str, Any] | str | Path | None = None, *, overwri
     bar = tqdm(total=cfg.steps, disable=None if progress is None else not progress,
                unit="it", dynamic_ncols=True, desc=cfg.preset)
     t_last, n_last = time.perf_counter(), 0
+    capture_at = GRAPH_WARMUP if trainer.wants_graph() else -1
     try:
         while trainer.step_count < cfg.steps:
+            if trainer.step_count == capture_at:
+                data_used["cuda_graphs"] = trainer.setup_cuda_graph()
+                run.write_config(data_used)
             trainer.step()
             s = trainer.step_count
             if s % cfg.log_every == 0 or s == cfg.steps:

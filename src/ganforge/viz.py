@@ -87,8 +87,10 @@ def plot_density_1d(xs: np.ndarray, real_pdf: np.ndarray, fake: np.ndarray, d_of
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     ax.plot(xs, real_pdf, color="tab:blue", label="real density")
-    ax.hist(fake, bins=80, range=(xs[0], xs[-1]), density=True, alpha=0.45, color="tab:green",
-            label="G's density")
+    inside = fake[(fake >= xs[0]) & (fake <= xs[-1])]
+    if inside.size:  # G may start outside the axis entirely: then there is nothing to draw
+        ax.hist(inside, bins=80, range=(xs[0], xs[-1]), density=True, alpha=0.45,
+                color="tab:green", label=f"G's density ({inside.size / fake.size:.0%} shown)")
     ax.plot(xs, d_of_x, color="tab:red", label="D(x)")
     top = max(1.05, float(real_pdf.max()) * 1.3)
     ax.set_ylim(0, top)

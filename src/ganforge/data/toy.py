@@ -56,6 +56,12 @@ class Gaussian1D(Dataset):
             out += w * torch.exp(-0.5 * ((xs.double() - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))
         return out
 
+    def plot_range(self) -> tuple[float, float]:
+        """An x axis that shows every component and the origin, where G starts out."""
+        lo = min(m - 4 * s for m, s in zip(self.means, self.stds, strict=True))
+        hi = max(m + 4 * s for m, s in zip(self.means, self.stds, strict=True))
+        return min(lo, -1.0), max(hi, 1.0)
+
     @property
     def mean(self) -> float:
         return float(sum(w * m for w, m in zip(self._w.tolist(), self.means, strict=True)))

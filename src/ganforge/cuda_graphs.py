@@ -1,0 +1,37 @@
+"""Capture a whole training iteration (k_d D steps + k_g G steps) as one CUDA graph.
+
+The seed MLPs are so small that an eager iteration is dominated by kernel launches and
+Python; replaying a captured graph launches all of its ~50 kernels with one call.
+Requirements, all met by the Trainer: static shapes, data indices staged into fixed buffers
+outside the graph (``Sampler.stage``), noise from a generator registered with the graph,
+capturable optimisers, and statistics accumulated in device tensors.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from .train import Trainer
+
+
+def capture_iteration(trainer: Trainer) -> torch.cuda.CUDAGraph:
+    """Record ``trainer.iteration()``; the trainer must have run a few eager iterations."""
+    if trainer.device.type != "cuda":
+        raise RuntimeError("CUDA graphs need a CUDA device")
+    if trainer.cfg.compile:
+        raise RuntimeError("not combined with --compile (use one or the other)")
+    graph = torch.cuda.CUDAGraph()
+    register = getattr(graph, "register_generator_state", None)
+    if register is None:
+        raise RuntimeError(f"torch {torch.__version__} cannot capture a custom RNG generator")
+    torch.cuda.synchronize(trainer.device)
+    register(trainer.gen)
+    # Capture records kernels without running them, so nothing is staged for it: each replay
+    # stages its own indices first and the data order stays that of eager training.
+    trainer.batches.make_static(trainer.cfg.k_d)
+    with torch.cuda.graph(graph):
+        trainer.iteration()
+    return graph
