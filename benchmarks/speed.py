@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ganforge.config import resolve  # noqa: E402
 from ganforge.data import load_dataset  # noqa: E402
-from ganforge.train import GRAPH_WARMUP, Trainer, pick_device  # noqa: E402
+from ganforge.train import GRAPH_WARMUP, Trainer, graph_unroll_for, pick_device  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -82,29 +82,30 @@ def reference_loop(images: torch.Tensor, device: torch.device, iters: int, batch
 
 def trainer_rate(cfg, data, device: torch.device, iters: int) -> tuple[float, str]:
     trainer = Trainer(cfg, data, device)
-    for _ in range(GRAPH_WARMUP):
+    unroll = graph_unroll_for(cfg)  # as train() chooses it
+    while trainer.step_count < unroll:
         trainer.step()
-    note = trainer.setup_cuda_graph() if trainer.wants_graph() else "off"
+    note = trainer.setup_cuda_graph(unroll) if trainer.wants_graph() else "off"
     for _ in range(20):
         trainer.step()
     sync(device)
-    t = time.perf_counter()
-    for i in range(iters):
+    start, t = trainer.step_count, time.perf_counter()
+    while trainer.step_count - start < iters:
         trainer.step()
-        if (i + 1) % 100 == 0:  # what train() does at the default --log-every
+        if trainer.step_count % cfg.log_every == 0:  # what train() does
             trainer.read_stats()
     sync(device)
-    return iters / (time.perf_counter() - t), note
+    return (trainer.step_count - start) / (time.perf_counter() - t), note
 
 
-def profile_default(cfg, data, device: torch.device, iters: int = 200) -> None:
-    """Kernels per iteration of the default path and their total time (what bounds it/s)."""
+def profile_path(trainer, device: torch.device, title: str, iters: int = 100) -> None:
+    """Kernels per iteration of a path and their total time (what bounds it/s)."""
     from torch.profiler import ProfilerActivity, profile
 
-    trainer = Trainer(cfg, data, device)
+    print(f"profile of {title}:", file=sys.stderr)
     for _ in range(GRAPH_WARMUP):
         trainer.step()
-    if trainer.wants_graph():
+    if device.type == "cuda":
         trainer.setup_cuda_graph()
     for _ in range(20):
         trainer.step()
@@ -173,13 +174,16 @@ def main() -> None:
     args = ap.parse_args()
     device = pick_device(args.device)
     iters = args.iters or (3000 if device.type == "cuda" else 1000)
-    torch.backends.cuda.matmul.allow_tf32 = False  # float32 everywhere unless a row says bf16
+    # float32 everywhere unless a row says bf16/tf32 (the Trainer sets tf32 from its config)
     cfg = resolve("mlp-mnist", overrides={"dataset": args.dataset, "data_dir": args.data_dir,
                                           "split": args.split, "device": str(device)})
     data = load_dataset(cfg)
     images = data.images
     if args.profile:
-        profile_default(cfg, data, device)
+        from ganforge.sweep import SweepTrainer, expand_runs
+
+        profile_path(Trainer(cfg, data, device), device, "the default path")
+        profile_path(SweepTrainer(expand_runs(cfg, 64, {}), data, device), device, "sweep x64")
 
     flops = flops_per_iteration(cfg, data, device)
     peak = matmul_peak(device)
@@ -196,8 +200,10 @@ def main() -> None:
     rate, note = trainer_rate(cfg, data, device, iters)
     add("(b) ganforge default", rate, f"cuda graph: {note}")
     variants = [("(c) eager (--cuda-graphs off)", {"cuda_graphs": "off"}),
-                ("(c) torch.compile", {"compile": True, "cuda_graphs": "off"}),
-                ("(c) bf16 autocast", {"amp": "bf16"})]
+                ("(c) torch.compile (G and D)", {"compile": True}),
+                ("(c) bf16 autocast", {"amp": "bf16"}),
+                ("(c) tf32 matmuls", {"tf32": True}),
+                ("(c) torch.compile + tf32", {"compile": True, "tf32": True})]
     for name, change in variants:
         if device.type == "cpu" and name.endswith("(--cuda-graphs off)"):
             continue  # on the CPU the default path is already eager
@@ -209,9 +215,17 @@ def main() -> None:
     if args.sweep:
         from ganforge.sweep import sweep_rate
 
-        for n in [int(v) for v in args.sweep.split(",")]:
+        sizes = [int(v) for v in args.sweep.split(",")]
+        for n in sizes:
             rate, note = sweep_rate(cfg, data, device, n, max(iters // max(n // 8, 1), 200))
             add(f"(d) sweep, {n} runs (aggregate)", rate, note)
+        if device.type == "cuda":
+            n = max(sizes)
+            for name, change in (("compiled Adam", {"compile": True}),
+                                 ("compiled Adam + tf32", {"compile": True, "tf32": True})):
+                rate, note = sweep_rate(dataclasses.replace(cfg, **change), data, device, n,
+                                        max(iters // max(n // 8, 1), 200))
+                add(f"(d) sweep, {n} runs, {name}", rate, note)
 
     base = rows[0]["it_s"]
     if device.type == "cuda":

@@ -28,12 +28,13 @@ def _plain_losses(cfg, steps):
     out = []
     for _ in range(steps):
         real = t.batches.next()
-        fake = t.G(t.prior(cfg.batch_size, cfg.z_dim, t.gen)).detach()
+        z_d, z_g = t.prior(2 * cfg.batch_size, cfg.z_dim, t.gen).split(cfg.batch_size)
+        fake = t.G(z_d).detach()
         d_loss = t.objective.d_loss(t.D(real), t.D(fake))
         opt_d.zero_grad()
         d_loss.backward()
         opt_d.step()
-        g_loss = t.objective.g_loss(t.D(t.G(t.prior(cfg.batch_size, cfg.z_dim, t.gen))))
+        g_loss = t.objective.g_loss(t.D(t.G(z_g)))
         opt_g.zero_grad()
         opt_d.zero_grad()
         g_loss.backward()

@@ -56,6 +56,7 @@ class Config:
     compile: bool = False  # torch.compile G and D
     amp: str = "off"  # off | bf16: autocast the forward passes
     channels_last: bool = False  # NHWC memory format for convolutional models
+    tf32: bool = False  # TensorFloat-32 matmuls/convolutions on GPUs (faster, ~10-bit mantissa)
     # outputs
     out: str | None = None
     log_every: int = 100

@@ -17,21 +17,23 @@ if TYPE_CHECKING:
     from .train import Trainer
 
 
-def capture_iteration(trainer: Trainer) -> torch.cuda.CUDAGraph:
-    """Record ``trainer.iteration()``; the trainer must have run a few eager iterations."""
+def capture_iteration(trainer: Trainer, unroll: int = 1) -> torch.cuda.CUDAGraph:
+    """Record ``unroll`` calls of ``trainer.iteration()`` as one graph; the trainer must have
+    run a few eager iterations first. More iterations per replay amortise the host's work per
+    replay (staging indices, launching the graph, refreshing RNG offsets)."""
     if trainer.device.type != "cuda":
         raise RuntimeError("CUDA graphs need a CUDA device")
-    if trainer.cfg.compile:
-        raise RuntimeError("not combined with --compile (use one or the other)")
     graph = torch.cuda.CUDAGraph()
     register = getattr(graph, "register_generator_state", None)
     if register is None:
         raise RuntimeError(f"torch {torch.__version__} cannot capture a custom RNG generator")
     torch.cuda.synchronize(trainer.device)
     register(trainer.gen)
+    register(trainer.data_gen)  # sampled (toy) datasets draw their batches inside the graph
     # Capture records kernels without running them, so nothing is staged for it: each replay
     # stages its own indices first and the data order stays that of eager training.
-    trainer.batches.make_static(trainer.cfg.k_d)
+    trainer.batches.make_static(trainer.cfg.k_d * unroll)
     with torch.cuda.graph(graph):
-        trainer.iteration()
+        for _ in range(unroll):
+            trainer.iteration()
     return graph

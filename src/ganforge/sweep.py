@@ -29,7 +29,7 @@ from .losses import OBJECTIVES
 from .models import build_models
 from .priors import PRIORS
 from .run import Run, default_out, prepare_dir
-from .train import FIXED_NOISE_SALT, GRAPH_WARMUP, pick_device
+from .train import DATA_SALT, FIXED_NOISE_SALT, GRAPH_WARMUP, graph_unroll_for, pick_device
 
 # Fields a sweep may vary per run; everything else shapes the shared computation.
 VARIABLE = ("lr", "g_lr", "d_lr", "seed")
@@ -81,14 +81,20 @@ class StackedAdam:
 
     @torch.no_grad()
     def step(self) -> None:
+        # multi-tensor (foreach) kernels: a handful of launches for all layers, not ~10 each
         self.t += 1
         bc1 = 1 - self.b1 ** self.t
         bc2_sqrt = (1 - self.b2 ** self.t).sqrt()
-        for p, m, v in zip(self.params, self.m, self.v, strict=True):
-            m.lerp_(p.grad, 1 - self.b1)
-            v.mul_(self.b2).addcmul_(p.grad, p.grad, value=1 - self.b2)
-            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
-            p.sub_(self.lr / bc1 * m / denom)
+        grads = [p.grad for p in self.params]
+        torch._foreach_lerp_(self.m, grads, 1 - self.b1)
+        torch._foreach_mul_(self.v, self.b2)
+        torch._foreach_addcmul_(self.v, grads, grads, value=1 - self.b2)
+        denom = torch._foreach_sqrt(self.v)
+        torch._foreach_div_(denom, bc2_sqrt)
+        torch._foreach_add_(denom, self.eps)
+        update = torch._foreach_div(self.m, denom)
+        torch._foreach_mul_(update, [self.lr / bc1] * len(update))  # per-run step sizes
+        torch._foreach_sub_(self.params, update)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -148,13 +154,20 @@ class SweepTrainer:
         self.G, self.D = StackedMLP(Gs).to(device), StackedMLP(Ds).to(device)
         self.objective = OBJECTIVES.get(cfg.objective)()
         self.prior = PRIORS.get(cfg.prior)
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
         lr = lambda name: torch.tensor([getattr(c, name) for c in configs],  # noqa: E731
                                        device=device).view(-1, 1, 1)
         self.opt_g = StackedAdam(list(self.G.parameters()), lr("g_lr"), cfg.g_betas)
         self.opt_d = StackedAdam(list(self.D.parameters()), lr("d_lr"), cfg.d_betas)
+        self.opt_g_step, self.opt_d_step = self.opt_g.step, self.opt_d.step
+        if cfg.compile:  # the Adam update becomes a few fused kernels instead of ~40
+            self.opt_g_step = torch.compile(self.opt_g.step)
+            self.opt_d_step = torch.compile(self.opt_d.step)
         self.gens = [torch.Generator(device).manual_seed(c.seed) for c in configs]
+        self.data_gens = [torch.Generator(device).manual_seed(c.seed ^ DATA_SALT) for c in configs]
         data = data.to(device)
-        self.samplers = [data.sampler(B, g) for g in self.gens]
+        self.samplers = [data.sampler(B, g) for g in self.data_gens]
         fixed = [torch.Generator().manual_seed(c.seed ^ FIXED_NOISE_SALT) for c in configs]
         self.fixed_z = torch.stack([self.prior(c.n_samples, c.z_dim, g)
                                     for c, g in zip(configs, fixed, strict=True)]).to(device)
@@ -163,11 +176,15 @@ class SweepTrainer:
         self.step_count = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.graph_note = "off"
-        self._idx_static: torch.Tensor | None = None  # (k_d, R, B) indices staged per replay
+        self._idx_static: torch.Tensor | None = None  # (k_d*unroll, R, B) staged per replay
+        self.graph_unroll = 1
         self._k = 0
 
-    def noise(self) -> torch.Tensor:
-        return torch.stack([self.prior(self.cfg.batch_size, self.cfg.z_dim, g) for g in self.gens])
+    def draw_noise(self) -> None:
+        """Every run's z for the whole iteration, drawn as a single run draws it."""
+        n = (self.cfg.k_d + self.cfg.k_g) * self.cfg.batch_size
+        z = torch.stack([self.prior(n, self.cfg.z_dim, g) for g in self.gens])
+        self.noise = list(z.split(self.cfg.batch_size, dim=1)[::-1])
 
     def real_batch(self) -> torch.Tensor:
         """(R, B, features): every run's own batch, gathered with one indexing kernel."""
@@ -188,57 +205,69 @@ class SweepTrainer:
 
     def d_step(self) -> None:
         B = self.cfg.batch_size
-        real = self.real_batch()
+        real = self.reals.pop()
         with torch.no_grad():
-            fake = self.G(self.noise())
+            fake = self.G(self.noise.pop())
         logits = self.D(torch.cat([real, fake], 1)).squeeze(2)
         real_logits, fake_logits = logits[:, :B], logits[:, B:]
         loss = self.objective.d_loss(real_logits, fake_logits)  # (R,)
         self.opt_d.zero_grad()
         loss.sum().backward()  # runs share no weights: the sum's gradient is each run's own
-        self.opt_d.step()
+        self.opt_d_step()
         with torch.no_grad():
             self.stats[0] += loss.detach()
             self.stats[2:] += torch.sigmoid(logits.detach()).view(self.R, 2, B).mean(2).t()
 
     def g_step(self) -> None:
         self.D.requires_grad_(False)
-        loss = self.objective.g_loss(self.D(self.G(self.noise())).squeeze(2))
+        loss = self.objective.g_loss(self.D(self.G(self.noise.pop())).squeeze(2))
         self.opt_g.zero_grad()
         loss.sum().backward()
-        self.opt_g.step()
+        self.opt_g_step()
         self.D.requires_grad_(True)
         with torch.no_grad():
             self.stats[1] += loss.detach()
 
     def iteration(self) -> None:
+        self.reals = [self.real_batch() for _ in range(self.cfg.k_d)][::-1]
+        self.draw_noise()
         for _ in range(self.cfg.k_d):
             self.d_step()
         for _ in range(self.cfg.k_g):
             self.g_step()
 
-    def step(self) -> None:
-        if self.graph is not None:
+    def step(self, remaining: int | None = None) -> int:
+        """Like :meth:`ganforge.train.Trainer.step`: one replay or one eager iteration."""
+        n = self.graph_unroll
+        if self.graph is not None and (remaining is None or remaining >= n):
             self.stage()
             self.graph.replay()
         else:
+            n = 1
+            self._idx_static = None
             self.iteration()
-        self.counts[0] += self.cfg.k_d
-        self.counts[1] += self.cfg.k_g
-        self.step_count += 1
+        self.counts[0] += self.cfg.k_d * n
+        self.counts[1] += self.cfg.k_g * n
+        self.step_count += n
+        return n
 
-    def setup_cuda_graph(self) -> str:
+    def setup_cuda_graph(self, unroll: int = 1) -> str:
         try:
             graph = torch.cuda.CUDAGraph()
-            for g in self.gens:
+            indexed = isinstance(self.samplers[0], EpochSampler)
+            for g in self.gens + ([] if indexed else self.data_gens):
                 graph.register_generator_state(g)
             if isinstance(self.samplers[0], EpochSampler):
-                self._idx_static = torch.zeros(self.cfg.k_d, self.R, self.cfg.batch_size,
-                                               dtype=torch.long, device=self.device)
+                self._idx_static = torch.zeros(self.cfg.k_d * unroll, self.R,
+                                               self.cfg.batch_size, dtype=torch.long,
+                                               device=self.device)
+            self._k = 0
             torch.cuda.synchronize(self.device)
             with torch.cuda.graph(graph):
-                self.iteration()
-            self.graph, self.graph_note = graph, "on"
+                for _ in range(unroll):
+                    self.iteration()
+            self.graph, self.graph_unroll = graph, unroll
+            self.graph_note = f"on ({unroll} iterations per replay)"
         except Exception as e:  # an optimisation only: fall back to eager
             self._idx_static = None
             self.graph = None
@@ -283,17 +312,19 @@ def sweep(base: Config, runs: int, vary: dict[str, list[Any]] | None = None, *,
         {"runs": runs, "vary": vary or {}, "base": base.to_dict()}, indent=2) + "\n")
     _sweep_snapshot(trainer, run_list)
     want_graph = device.type == "cuda" and base.cuda_graphs != "off"
+    unroll = graph_unroll_for(base)
+    capture_at = -(-GRAPH_WARMUP // unroll) * unroll
     bar = tqdm(total=base.steps, disable=None if progress is None else not progress, unit="it",
                desc=f"sweep x{runs}")
     t_last, n_last = time.perf_counter(), 0
     try:
         while trainer.step_count < base.steps:
-            if want_graph and trainer.step_count == GRAPH_WARMUP:
-                note = trainer.setup_cuda_graph()
-                if note != "on":
+            if want_graph and trainer.step_count == capture_at:
+                note = trainer.setup_cuda_graph(unroll)
+                if not note.startswith("on"):
                     print(f"ganforge: sweep CUDA graph capture failed, eager: {note}",
                           file=sys.stderr)
-            trainer.step()
+            trainer.step(base.steps - trainer.step_count)
             s = trainer.step_count
             if s % base.log_every == 0 or s == base.steps:
                 now = time.perf_counter()
@@ -339,18 +370,20 @@ def sweep_rate(cfg: Config, data: Dataset, device: torch.device, runs: int,
                iters: int) -> tuple[float, str]:
     """Aggregate GAN-iterations/s of an R-run sweep (for benchmarks/speed.py)."""
     trainer = SweepTrainer(expand_runs(cfg, runs, {}), data, device)
-    for _ in range(GRAPH_WARMUP):
+    unroll = graph_unroll_for(cfg)
+    while trainer.step_count < unroll:
         trainer.step()
-    note = trainer.setup_cuda_graph() if device.type == "cuda" else "off"
+    note = trainer.setup_cuda_graph(unroll) if device.type == "cuda" else "off"
     for _ in range(10):
         trainer.step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    t = time.perf_counter()
-    for i in range(iters):
+    start, t = trainer.step_count, time.perf_counter()
+    while trainer.step_count - start < iters:
         trainer.step()
-        if (i + 1) % 100 == 0:
+        if trainer.step_count % cfg.log_every == 0:
             trainer.read_stats()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return runs * iters / (time.perf_counter() - t), f"cuda graph: {note}"
+    done = trainer.step_count - start
+    return runs * done / (time.perf_counter() - t), f"cuda graph: {note}"

@@ -12,6 +12,7 @@ accumulated on the device so the hot loop never waits for the host.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -33,7 +34,14 @@ from .priors import PRIORS
 from .run import Run, default_out, prepare_dir
 
 FIXED_NOISE_SALT = 0x5EED  # the grid's noise comes from its own stream, not the training one
+DATA_SALT = 0xDA7A  # the data-order stream's seed is derived from the run's seed
 GRAPH_WARMUP = 3  # eager iterations before capture, so lazy allocations happen outside it
+
+
+def graph_unroll_for(cfg: Config, most: int = 16) -> int:
+    """The largest divisor (<= ``most``) of the log, sample and checkpoint intervals."""
+    g = math.gcd(cfg.log_every, cfg.sample_every, cfg.ckpt_every)
+    return max(d for d in range(1, most + 1) if g % d == 0)
 
 
 def pick_device(name: str) -> torch.device:
@@ -60,19 +68,30 @@ class Trainer:
         # fused: one kernel for all parameters; capturable: its step counters live on the
         # device, which CUDA-graph capture requires
         on_cuda = device.type == "cuda"
-        adam = dict(fused=True, capturable=on_cuda)
+        # with --compile on a GPU the (foreach) Adam step is compiled too: one fused kernel
+        adam = dict(fused=not (cfg.compile and on_cuda), capturable=on_cuda)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.g_lr, betas=tuple(cfg.g_betas),
                                       **adam)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.d_lr, betas=tuple(cfg.d_betas),
                                       **adam)
+        # Separate streams for noise and data order: staging a replay's batches ahead of its
+        # noise (CUDA graphs) then draws exactly the numbers eager training draws.
         self.gen = torch.Generator(device).manual_seed(cfg.seed)
-        self.batches = data.to(device).sampler(cfg.batch_size, self.gen)
+        self.data_gen = torch.Generator(device).manual_seed(cfg.seed ^ DATA_SALT)
+        self.batches = data.to(device).sampler(cfg.batch_size, self.data_gen)
         fixed = torch.Generator().manual_seed(cfg.seed ^ FIXED_NOISE_SALT)
         self.fixed_z = self.prior(cfg.n_samples, cfg.z_dim, fixed).to(device)
         self.g_fn: Callable[[torch.Tensor], torch.Tensor] = self.G
         self.d_fn: Callable[[torch.Tensor], torch.Tensor] = self.D
+        self.opt_d_step, self.opt_g_step = self.opt_d.step, self.opt_g.step
         if cfg.compile:
             self.g_fn, self.d_fn = torch.compile(self.G), torch.compile(self.D)
+            if on_cuda:
+                self.opt_d_step = torch.compile(self.opt_d.step)
+                self.opt_g_step = torch.compile(self.opt_g.step)
+        if on_cuda:
+            torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+            torch.backends.cudnn.allow_tf32 = cfg.tf32
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                                        enabled=cfg.amp == "bf16")
         # The schedule is data: each phase names its step function and how often it runs.
@@ -82,6 +101,7 @@ class Trainer:
         ]
         self.step_count = 0
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.graph_unroll = 1
         self.graph_note = "off"
         self.stats = torch.zeros(4, device=device)
         self._zero_stats()
@@ -89,8 +109,7 @@ class Trainer:
     # --- the algorithm -------------------------------------------------------------------
     def d_step(self) -> None:
         B = self.cfg.batch_size
-        real = self.batches.next()
-        z = self.prior(B, self.cfg.z_dim, self.gen)
+        real, z = self.reals.pop(), self.noise.pop()
         with torch.no_grad(), self.autocast:
             fake = self.g_fn(z)
         with self.autocast:
@@ -99,39 +118,53 @@ class Trainer:
         loss = self.objective.d_loss(real_logits, fake_logits)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt_d.step()
+        self.opt_d_step()
         with torch.no_grad():  # few kernels: these run every step, also inside CUDA graphs
             self.stats[0] += loss.detach()
             self.stats[2:] += torch.sigmoid(logits.detach()).view(2, B).mean(1)
 
     def g_step(self) -> None:
-        z = self.prior(self.cfg.batch_size, self.cfg.z_dim, self.gen)
+        z = self.noise.pop()
         self.D.requires_grad_(False)  # G's step needs gradients through D, not for D
         with self.autocast:
             fake_logits = self.d_fn(self.g_fn(z)).float()
         loss = self.objective.g_loss(fake_logits)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt_g.step()
+        self.opt_g_step()
         self.D.requires_grad_(True)
         with torch.no_grad():
             self.stats[1] += loss.detach()
 
     def iteration(self) -> None:
+        # The iteration's data, then its noise, drawn up front in this order whether eager or
+        # replayed as a CUDA graph (which stages the data indices before each replay).
+        self.reals = [self.batches.next() for _ in range(self.cfg.k_d)][::-1]
+        # z ~ p(z) for every step of the iteration at once (one kernel, not k_d + k_g)
+        n = self.cfg.k_d + self.cfg.k_g
+        z = self.prior(n * self.cfg.batch_size, self.cfg.z_dim, self.gen)
+        self.noise = list(z.split(self.cfg.batch_size)[::-1])  # pop() hands them out in order
         for _name, repeats, fn in self.phases:
             for _ in range(repeats):
                 fn()
 
-    def step(self) -> None:
-        """One iteration: replayed as a CUDA graph when one was captured, else eagerly."""
-        if self.graph is not None:
+    def step(self, remaining: int | None = None) -> int:
+        """Advance training: one replay of the captured graph (``graph_unroll`` iterations)
+        when there is one and at least that many iterations remain, else one eager iteration.
+        Returns the number of iterations done."""
+        n = self.graph_unroll
+        if self.graph is not None and (remaining is None or remaining >= n):
             self.batches.stage()
             self.graph.replay()
         else:
+            n = 1
+            if self.graph is not None:  # the tail after the last whole replay: eager
+                self.batches.make_static(0)
             self.iteration()
-        self.counts[0] += self.cfg.k_d
-        self.counts[1] += self.cfg.k_g
-        self.step_count += 1
+        self.counts[0] += self.cfg.k_d * n
+        self.counts[1] += self.cfg.k_g * n
+        self.step_count += n
+        return n
 
     def wants_graph(self) -> bool:
         mode = self.cfg.cuda_graphs
@@ -139,14 +172,14 @@ class Trainer:
             raise GanforgeError("--cuda-graphs on needs a CUDA device (try --device cuda)")
         return mode == "on" or (mode == "auto" and self.device.type == "cuda")
 
-    def setup_cuda_graph(self) -> str:
-        """Capture one iteration as a CUDA graph; call after a few eager (warm-up) iterations.
-
-        Returns a short note for the log: "on", or why capture fell back to eager.
+    def setup_cuda_graph(self, unroll: int = 1) -> str:
+        """Capture ``unroll`` iterations as one CUDA graph; call after a few eager (warm-up)
+        iterations. Returns a short note for the log: "on", or why capture fell back to eager.
         """
         try:
-            self.graph = capture_iteration(self)
-            self.graph_note = "on"
+            self.graph = capture_iteration(self, unroll)
+            self.graph_unroll = unroll
+            self.graph_note = f"on ({unroll} iterations per replay)"
         except Exception as e:  # capture is an optimisation: any failure falls back to eager
             self.graph = None
             self.batches.make_static(0)
@@ -180,7 +213,8 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "sampler": self.batches.state_dict(),
-            "rng": {"gen": self.gen.get_state(), "torch": torch.get_rng_state()},
+            "rng": {"gen": self.gen.get_state(), "data_gen": self.data_gen.get_state(),
+                    "torch": torch.get_rng_state()},
         }
 
 
@@ -259,13 +293,16 @@ def train(config: Config | dict[str, Any] | str | Path | None = None, *, overwri
     bar = tqdm(total=cfg.steps, disable=None if progress is None else not progress,
                unit="it", dynamic_ncols=True, desc=cfg.preset)
     t_last, n_last = time.perf_counter(), 0
-    capture_at = GRAPH_WARMUP if trainer.wants_graph() else -1
+    # a replay covers `unroll` iterations: a divisor of every interval keeps logs, grids and
+    # checkpoints on their exact steps; capture starts on a multiple of it
+    unroll = graph_unroll_for(cfg)
+    capture_at = -(-GRAPH_WARMUP // unroll) * unroll if trainer.wants_graph() else -1
     try:
         while trainer.step_count < cfg.steps:
             if trainer.step_count == capture_at:
-                data_used["cuda_graphs"] = trainer.setup_cuda_graph()
+                data_used["cuda_graphs"] = trainer.setup_cuda_graph(unroll)
                 run.write_config(data_used)
-            trainer.step()
+            trainer.step(cfg.steps - trainer.step_count)
             s = trainer.step_count
             if s % cfg.log_every == 0 or s == cfg.steps:
                 row = trainer.read_stats()
