@@ -92,8 +92,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     if args.n <= 0:
         raise GanforgeError(f"--n must be positive, got {args.n}")
+    from .train import to_unit
+
     g = load(args.path)
-    x = g.sample(args.n, seed=args.seed).cpu()
+    x = g.sample(args.n, seed=args.seed, label=args.label).cpu()
+    if x.dim() == 4:  # images: pixels in [0, 1] whatever range G works in
+        x = to_unit(x, g.G).clamp(0, 1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.npy:
@@ -151,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="samples.png", help="output .png (or .npy with --npy)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--npy", action="store_true", help="write the raw array with numpy.save")
+    p.add_argument("--class", dest="label", type=int, default=None, metavar="K",
+                   help="a conditional generator draws only class K")
     p.set_defaults(func=cmd_sample)
     sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
     sub.add_parser("datasets", help="list datasets").set_defaults(func=cmd_datasets)

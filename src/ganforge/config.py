@@ -32,6 +32,9 @@ class Config:
     toy_means: list[float] = field(default_factory=lambda: [4.0])
     toy_stds: list[float] = field(default_factory=lambda: [0.5])
     toy_weights: list[float] | None = None  # mixture weights; None = equal
+    image_size: int = 32  # image-folder: square side after resize + centre crop
+    channels: int = 3  # image-folder: 1 (grey) or 3 (RGB)
+    strict: bool = False  # image-folder: fail on an unreadable file instead of skipping it
     # model
     model: str = "mlp"
     z_dim: int = 100
@@ -39,8 +42,21 @@ class Config:
     d_hidden: int = 128
     init: str = "he-normal"
     prior: str = "uniform"
+    conditional: bool = False  # labels into G and D (class-conditional GAN)
+    cond_mode: str = "concat"  # how G takes the label: concat (embedding) | cbn (cond. BN)
+    spectral_norm: bool = False  # spectral normalisation of D's layers
+    d_batchnorm: bool = True  # dcgan: BatchNorm in D (off for WGAN-GP, implied off with SN)
     # objective and optimisation
     objective: str = "nonsaturating"
+    optimizer: str = "adam"  # adam | rmsprop (WGAN's choice)
+    clip: float = 0.01  # wasserstein: critic weight clipping
+    gp_lambda: float = 10.0  # wgan-gp: gradient penalty weight
+    began_gamma: float = 0.5  # began: diversity ratio gamma
+    began_lambda_k: float = 0.001  # began: learning rate of k
+    r1_gamma: float = 0.0  # R1 penalty gamma/2 E||grad D(x)||^2 on real data (0 = off)
+    r2_gamma: float = 0.0  # R2: the same on generated samples (0 = off)
+    reg_interval: int = 1  # lazy regularisation: apply R1/R2 every N D steps, weighted by N
+    ema: float = 0.0  # generator EMA half-life in iterations (0 = off); used for samples
     batch_size: int = 128
     steps: int = 20_000  # iterations; one iteration = k_d D steps + k_g G steps
     k_d: int = 1
@@ -75,7 +91,8 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _HINTS = typing.get_type_hints(Config)
 
 POSITIVE_INTS = ("z_dim", "g_hidden", "d_hidden", "batch_size", "steps", "k_d", "k_g",
-                 "log_every", "sample_every", "ckpt_every", "n_samples")
+                 "log_every", "sample_every", "ckpt_every", "n_samples", "image_size",
+                 "reg_interval")
 POSITIVE_FLOATS = ("g_lr", "d_lr")
 
 
@@ -206,6 +223,15 @@ def validate(cfg: Config) -> Config:
     _check_names(cfg)
     if cfg.cuda_graphs not in ("auto", "on", "off"):
         raise GanforgeError(f"--cuda-graphs: expected auto, on or off, got {cfg.cuda_graphs!r}")
+    for name in ("r1_gamma", "r2_gamma", "ema", "gp_lambda", "clip"):
+        if getattr(cfg, name) < 0:
+            raise GanforgeError(f"{name}: expected a non-negative number, got {getattr(cfg, name)}")
+    if cfg.optimizer not in ("adam", "rmsprop"):
+        raise GanforgeError(f"optimizer: expected adam or rmsprop, got {cfg.optimizer!r}")
+    if cfg.channels not in (1, 3):
+        raise GanforgeError(f"channels: expected 1 or 3, got {cfg.channels}")
+    if cfg.cond_mode not in ("concat", "cbn"):
+        raise GanforgeError(f"cond_mode: expected concat or cbn, got {cfg.cond_mode!r}")
     if cfg.amp not in ("off", "bf16"):
         raise GanforgeError(f"amp: expected off or bf16, got {cfg.amp!r}")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
@@ -223,6 +249,10 @@ def _check_names(cfg: Config) -> None:
     for registry, name in ((DATASETS, cfg.dataset), (MODELS, cfg.model), (INITS, cfg.init),
                            (PRIORS, cfg.prior), (OBJECTIVES, cfg.objective)):
         registry.get(name)
+    if (cfg.objective == "began") != (cfg.model == "mlp-began"):
+        raise GanforgeError("objective 'began' and model 'mlp-began' go together (BEGAN's D "
+                            f"is an autoencoder); got objective {cfg.objective!r} with model "
+                            f"{cfg.model!r}")
 
 
 def resolve(preset: str | None = None, file_fields: dict[str, Any] | None = None,

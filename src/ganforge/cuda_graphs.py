@@ -23,6 +23,12 @@ def capture_iteration(trainer: Trainer, unroll: int = 1) -> torch.cuda.CUDAGraph
     replay (staging indices, launching the graph, refreshing RNG offsets)."""
     if trainer.device.type != "cuda":
         raise RuntimeError("CUDA graphs need a CUDA device")
+    per_replay = trainer.cfg.k_d * unroll
+    for name, interval, _ in trainer.regularisers:
+        # the graph bakes in which D steps are regularised: the pattern must repeat exactly
+        if per_replay % interval or trainer.d_steps % interval:
+            raise RuntimeError(f"lazy {name} every {interval} D steps does not line up with "
+                               f"{per_replay} D steps per replay")
     graph = torch.cuda.CUDAGraph()
     register = getattr(graph, "register_generator_state", None)
     if register is None:

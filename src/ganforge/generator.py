@@ -17,16 +17,21 @@ from .priors import PRIORS
 class TrainedGenerator(nn.Module):
     """G plus what is needed to use it: ``g(z)`` maps noise, ``g.sample(n)`` draws from p(z)."""
 
-    def __init__(self, G: nn.Module, config: Config, step: int) -> None:
+    def __init__(self, G: nn.Module, config: Config, step: int, num_classes: int = 0,
+                 ema: bool = False) -> None:
         super().__init__()
         self.G, self.config, self.step = G, config, step
-        self.z_dim = config.z_dim
+        self.z_dim, self.num_classes, self.ema = config.z_dim, num_classes, ema
+        self.out_range = getattr(G, "out_range", None)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.G(z)
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.G(z) if y is None else self.G(z, y)
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
+    def sample(self, n: int, seed: int | None = None,
+               label: int | torch.Tensor | None = None) -> torch.Tensor:
+        """``n`` samples (in G's output range); a conditional G draws class ``label``, or
+        random classes when it is None."""
         device = next(self.G.parameters()).device
         gen = torch.Generator(device)
         if seed is None:
@@ -34,7 +39,18 @@ class TrainedGenerator(nn.Module):
         else:
             gen.manual_seed(seed)
         z = PRIORS.get(self.config.prior)(n, self.z_dim, gen)
-        return self.G(z)
+        if not self.num_classes:
+            if label is not None:
+                raise GanforgeError("this generator is not conditional: it takes no class")
+            return self.G(z)
+        if label is None:
+            y = torch.randint(self.num_classes, (n,), generator=gen, device=device)
+        else:
+            y = torch.as_tensor(label, device=device).expand(n).long()
+            if int(y.min()) < 0 or int(y.max()) >= self.num_classes:
+                raise GanforgeError(
+                    f"--class {label}: expected a class in 0..{self.num_classes - 1}")
+        return self.G(z, y)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -60,9 +76,11 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedGenerat
     except (KeyError, TypeError, GanforgeError) as e:
         raise GanforgeError(f"{ckpt}: checkpoint has no usable config ({e})") from None
     data_shape = _data_shape(state)
-    G, _ = MODELS.get(cfg.model)(cfg, data_shape)
-    checkpoint.load_module_state(G, state["G"], "generator", ckpt)
-    gen = TrainedGenerator(G, cfg, int(state.get("step", 0))).to(device)
+    num_classes = int(state.get("num_classes", 0))
+    G, _ = MODELS.get(cfg.model)(cfg, data_shape, num_classes)
+    ema = "G_ema" in state  # the EMA generator is the one to sample from when there is one
+    checkpoint.load_module_state(G, state["G_ema" if ema else "G"], "generator", ckpt)
+    gen = TrainedGenerator(G, cfg, int(state.get("step", 0)), num_classes, ema).to(device)
     return gen.eval()
 
 

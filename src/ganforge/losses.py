@@ -1,31 +1,41 @@
-"""GAN objectives, looked up by ``config.objective``.
+"""GAN objectives, looked up by ``config.objective``. Each one's D step and G step are here.
 
-Every objective takes D's raw logits. The classic losses are written with softplus, since
-log(sigmoid(l)) = -softplus(-l) and log(1 - sigmoid(l)) = -softplus(l): no log(0) -> NaN.
+Every objective receives D's raw outputs: logits for the classic losses, critic values for
+the Wasserstein ones, reconstruction energies for BEGAN. The classic losses use softplus,
+since log(sigmoid(l)) = -softplus(-l) and log(1 - sigmoid(l)) = -softplus(l): no log(0) NaN.
+Losses average over the last axis (the batch), so stacked outputs of R independent GANs,
+shaped (R, B), give R losses at once (see :mod:`ganforge.sweep`).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .registry import Registry
 
 
 class Objective:
-    """D minimises ``d_loss(real_logits, fake_logits)``; G minimises ``g_loss(fake_logits)``.
-
-    Losses average over the last axis (the batch), so stacked logits of R independent GANs,
-    shaped (R, B), give R losses at once (see :mod:`ganforge.sweep`).
-    """
+    """D minimises ``d_loss(D(x), D(G(z)))``; G minimises ``g_loss(D(G(z)))``."""
 
     name = ""
+    outputs_logits = True  # D's output is a logit (so D(x) = sigmoid is worth logging)
+    gradient_penalty = 0.0  # lambda of WGAN-GP's penalty, applied by the trainer's D step
+    extra_stats: tuple[str, ...] = ()  # names of extra per-step statistics (see stats())
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def after_d_step(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> None:
+        """Called after each optimiser step of D (weight clipping, BEGAN's k)."""
+
+    def stats(self) -> torch.Tensor | None:
+        """Current values of ``extra_stats`` as a device tensor."""
+        return None
 
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")
@@ -52,3 +62,108 @@ class Minimax(Objective):
 
     def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
         return -F.softplus(fake).mean(-1)
+
+
+@OBJECTIVES.register("least-squares", "LSGAN (Mao et al.): D: 1/2 (D(x)-1)^2 + 1/2 D(G(z))^2")
+class LeastSquares(Objective):
+    name = "least-squares"
+    outputs_logits = False
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return 0.5 * ((real - 1) ** 2).mean(-1) + 0.5 * (fake**2).mean(-1)
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        return 0.5 * ((fake - 1) ** 2).mean(-1)
+
+
+@OBJECTIVES.register("hinge", "hinge (Lim & Ye; SN-GAN): D: relu(1-D(x)) + relu(1+D(G(z)))")
+class Hinge(Objective):
+    name = "hinge"
+    outputs_logits = False
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return F.relu(1 - real).mean(-1) + F.relu(1 + fake).mean(-1)
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        return -fake.mean(-1)
+
+
+class _Wasserstein(Objective):
+    outputs_logits = False
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        # the critic maximises E[D(x)] - E[D(G(z))], an estimate of the Wasserstein-1 distance
+        return fake.mean(-1) - real.mean(-1)
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        return -fake.mean(-1)
+
+
+@OBJECTIVES.register("wasserstein", "WGAN (Arjovsky et al.): critic weights clipped to +-clip")
+class Wasserstein(_Wasserstein):
+    name = "wasserstein"
+
+    def __init__(self, clip: float = 0.01) -> None:
+        self.clip = clip
+
+    @torch.no_grad()
+    def after_d_step(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> None:
+        for p in D.parameters():  # the Lipschitz constraint of the original WGAN
+            p.clamp_(-self.clip, self.clip)
+
+
+@OBJECTIVES.register("wgan-gp", "WGAN-GP (Gulrajani et al.): + lambda (||grad D(x_hat)|| - 1)^2")
+class WassersteinGP(_Wasserstein):
+    name = "wgan-gp"
+
+    def __init__(self, gp_lambda: float = 10.0) -> None:
+        self.gradient_penalty = gp_lambda
+
+
+@OBJECTIVES.register("began", "BEGAN (Berthelot et al.): autoencoder D, equilibrium k, "
+                     "convergence M logged")
+class BEGAN(Objective):
+    """D is an autoencoder whose output is the per-sample L1 reconstruction error L(v).
+
+    D: L(x) - k_t L(G(z));  G: L(G(z));  k_{t+1} = clip(k_t + lambda_k (gamma L(x) - L(G(z))),
+    0, 1);  M = L(x) + |gamma L(x) - L(G(z))| measures convergence.
+    """
+
+    name = "began"
+    outputs_logits = False
+    extra_stats = ("k", "convergence")
+
+    def __init__(self, gamma: float = 0.5, lambda_k: float = 0.001) -> None:
+        self.gamma, self.lambda_k = gamma, lambda_k
+        self.k = torch.zeros(())  # a tensor updated in place: no host sync, CUDA-graph safe
+        self.m = torch.zeros(())
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        if self.k.device != real.device:
+            self.k, self.m = self.k.to(real.device), self.m.to(real.device)
+        return real.mean(-1) - self.k * fake.mean(-1)
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        return fake.mean(-1)
+
+    @torch.no_grad()
+    def after_d_step(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> None:
+        l_real, l_fake = real.mean(), fake.mean()
+        balance = self.gamma * l_real - l_fake
+        self.k.add_(self.lambda_k * balance).clamp_(0.0, 1.0)
+        self.m.copy_(l_real + balance.abs())
+
+    def stats(self) -> torch.Tensor:
+        return torch.stack([self.k, self.m])
+
+
+def build_objective(cfg) -> Objective:
+    """The configured objective with its hyper-parameters from the config."""
+    cls = OBJECTIVES.get(cfg.objective)
+    if cls is Wasserstein:
+        return cls(clip=cfg.clip)
+    if cls is WassersteinGP:
+        return cls(gp_lambda=cfg.gp_lambda)
+    if cls is BEGAN:
+        return cls(gamma=cfg.began_gamma, lambda_k=cfg.began_lambda_k)
+    return cls()

@@ -55,3 +55,86 @@ def toy_1d() -> Config:
         g_lr=1e-3, d_lr=1e-3, g_betas=[0.5, 0.999], d_betas=[0.5, 0.999],
         log_every=50, sample_every=200, ckpt_every=1000, n_samples=10_000,
     )
+
+
+# --- the GAN family (defaults from each paper) ------------------------------------------------
+def _dcgan(**kw) -> Config:
+    """DCGAN (Radford et al. 2015): Adam lr 2e-4, beta1 0.5, batch 128, N(0, 0.02) init."""
+    base = dict(model="dcgan", z_dim=100, g_hidden=64, d_hidden=64, init="normal0.02",
+                prior="normal", batch_size=128, g_lr=2e-4, d_lr=2e-4, g_betas=[0.5, 0.999],
+                d_betas=[0.5, 0.999], steps=5000, log_every=50, sample_every=250,
+                ckpt_every=1000)
+    return Config(**{**base, **kw})
+
+
+@PRESETS.register("dcgan-mnist", "DCGAN on MNIST 28x28: Adam 2e-4/0.5, batch 128, "
+                  "N(0, 0.02) init, 5,000 iterations")
+def dcgan_mnist() -> Config:
+    return _dcgan(preset="dcgan-mnist", dataset="mnist")
+
+
+@PRESETS.register("dcgan-mnist-conditional", "class-conditional DCGAN on MNIST: label "
+                  "embedding into G, projection D; grids show one row per digit")
+def dcgan_mnist_conditional() -> Config:
+    return _dcgan(preset="dcgan-mnist-conditional", dataset="mnist", conditional=True)
+
+
+@PRESETS.register("dcgan-fashion-mnist", "DCGAN on Fashion-MNIST 28x28 (paper defaults)")
+def dcgan_fashion_mnist() -> Config:
+    return _dcgan(preset="dcgan-fashion-mnist", dataset="fashion-mnist")
+
+
+@PRESETS.register("dcgan-cifar10", "DCGAN on CIFAR-10 32x32 colour (paper defaults)")
+def dcgan_cifar10() -> Config:
+    return _dcgan(preset="dcgan-cifar10", dataset="cifar10", steps=20_000, sample_every=1000)
+
+
+@PRESETS.register("wgan-gp-mnist", "WGAN-GP (Gulrajani et al.): DCGAN-shaped critic without "
+                  "BatchNorm, lambda 10, 5 critic steps, Adam 1e-4 (0.5, 0.9)")
+def wgan_gp_mnist() -> Config:
+    return _dcgan(preset="wgan-gp-mnist", dataset="mnist", objective="wgan-gp", gp_lambda=10.0,
+                  d_batchnorm=False, k_d=5, g_lr=1e-4, d_lr=1e-4, g_betas=[0.5, 0.9],
+                  d_betas=[0.5, 0.9], batch_size=64)
+
+
+@PRESETS.register("wgan-mnist", "WGAN (Arjovsky et al.): weight clipping 0.01, RMSprop "
+                  "5e-5, 5 critic steps")
+def wgan_mnist() -> Config:
+    return _dcgan(preset="wgan-mnist", dataset="mnist", objective="wasserstein", clip=0.01,
+                  optimizer="rmsprop", g_lr=5e-5, d_lr=5e-5, k_d=5, batch_size=64)
+
+
+@PRESETS.register("hinge-sn-mnist", "hinge loss with spectrally normalised D (Miyato et al.), "
+                  "Adam 2e-4 (0.5, 0.999)")
+def hinge_sn_mnist() -> Config:
+    return _dcgan(preset="hinge-sn-mnist", dataset="mnist", objective="hinge",
+                  spectral_norm=True, batch_size=64)
+
+
+@PRESETS.register("resnet-sn-cifar10", "SN-GAN ResNet on CIFAR-10 (Miyato et al.): hinge, "
+                  "Adam 2e-4 (0, 0.9), 5 D steps, batch 64, G 256 / D 128 channels")
+def resnet_sn_cifar10() -> Config:
+    return Config(preset="resnet-sn-cifar10", dataset="cifar10", model="resnet", z_dim=128,
+                  g_hidden=256, d_hidden=128, init="xavier", prior="normal", objective="hinge",
+                  spectral_norm=True, batch_size=64, k_d=5, g_lr=2e-4, d_lr=2e-4,
+                  g_betas=[0.0, 0.9], d_betas=[0.0, 0.9], steps=50_000, log_every=100,
+                  sample_every=1000, ckpt_every=5000)
+
+
+def _points(preset: str, dataset: str, **kw) -> Config:
+    """The 2-D mixtures: MLPs as in the mode-collapse papers (2 hidden layers of 128)."""
+    base = dict(preset=preset, dataset=dataset, model="mlp-2d", z_dim=256, g_hidden=128,
+                d_hidden=128, init="xavier", prior="normal", batch_size=512, g_lr=1e-4,
+                d_lr=1e-4, g_betas=[0.5, 0.999], d_betas=[0.5, 0.999], steps=5000,
+                log_every=50, sample_every=250, ckpt_every=1000, n_samples=2500)
+    return Config(**{**base, **kw})
+
+
+@PRESETS.register("ring-8", "8 Gaussians on a ring: MLP GAN, the mode-collapse benchmark")
+def ring_8() -> Config:
+    return _points("ring-8", "ring-8")
+
+
+@PRESETS.register("grid-25", "25 Gaussians on a grid: MLP GAN, the mode-collapse benchmark")
+def grid_25() -> Config:
+    return _points("grid-25", "grid-25")

@@ -33,7 +33,8 @@ from .train import DATA_SALT, FIXED_NOISE_SALT, GRAPH_WARMUP, graph_unroll_for, 
 
 # Fields a sweep may vary per run; everything else shapes the shared computation.
 VARIABLE = ("lr", "g_lr", "d_lr", "seed")
-STACKABLE_MODELS = ("mlp", "mlp-1d")
+STACKABLE_MODELS = ("mlp", "mlp-1d", "mlp-2d")
+STACKABLE_OBJECTIVES = ("nonsaturating", "minimax", "least-squares", "hinge")
 
 
 class StackedMLP(nn.Module):
@@ -142,6 +143,11 @@ class SweepTrainer:
         if cfg.model not in STACKABLE_MODELS:
             raise GanforgeError(f"sweep: model {cfg.model!r} cannot be stacked; "
                                 f"supported: {', '.join(STACKABLE_MODELS)}")
+        if cfg.objective not in STACKABLE_OBJECTIVES or cfg.conditional or cfg.ema or \
+                cfg.r1_gamma or cfg.r2_gamma or cfg.spectral_norm or cfg.optimizer != "adam":
+            raise GanforgeError(
+                "sweep: vectorised runs support unconditional MLP GANs with Adam and the "
+                f"objectives {', '.join(STACKABLE_OBJECTIVES)} (no penalties, EMA or SN)")
         self.configs, self.cfg, self.data, self.device = configs, cfg, data, device
         self.R, B = len(configs), cfg.batch_size
         Gs, Ds = [], []

@@ -6,7 +6,10 @@ from collections.abc import Callable
 
 from ..registry import Registry
 from .base import Dataset, ImageDataset, Sampler
+from .cifar import cifar10
+from .folder import load_image_folder
 from .mnist import fashion_mnist, mnist, mnist_sample
+from .points2d import Points2D, plot_points_2d, points_2d
 from .toy import Gaussian1D
 
 DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
@@ -29,8 +32,28 @@ DATASETS.register("gaussian-1d", "1-D normal (or mixture): toy_means, toy_stds, 
 )
 
 
+DATASETS.register("cifar10", "CIFAR-10 (python archive: --data-dir, $GANFORGE_DATA, cache, "
+                  "download with checksum)")(cifar10)
+DATASETS.register("ring-8", "8 Gaussians on a circle of radius 2, std 0.02 (mode-collapse toy)")(
+    lambda cfg: points_2d("ring-8"))
+DATASETS.register("grid-25", "25 Gaussians on {-4,-2,0,2,4}^2, std 0.05 (mode-collapse toy)")(
+    lambda cfg: points_2d("grid-25"))
+
+
+@DATASETS.register("image-folder", "any folder of PNG/JPEG (--data-dir), resized and "
+                   "centre-cropped to image_size; labels from subfolders when conditional")
+def image_folder(cfg) -> Dataset:
+    if cfg.data_dir is None:
+        from ..errors import DataError
+
+        raise DataError("image-folder: pass the folder of images with --data-dir")
+    return load_image_folder(cfg.data_dir, size=cfg.image_size, channels=cfg.channels,
+                             labels=cfg.conditional, strict=cfg.strict)
+
+
 def load_dataset(cfg) -> Dataset:
     return DATASETS.get(cfg.dataset)(cfg)
 
 
-__all__ = ["DATASETS", "Dataset", "ImageDataset", "Sampler", "Gaussian1D", "load_dataset"]
+__all__ = ["DATASETS", "Dataset", "ImageDataset", "Sampler", "Gaussian1D", "Points2D",
+           "load_dataset", "plot_points_2d"]

@@ -21,6 +21,10 @@ class Sampler:
     def next(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def next_with_labels(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A batch and its class labels (None for unlabelled data)."""
+        return self.next(), None
+
     def make_static(self, per_replay: int) -> None:
         """Stage ``per_replay`` batches per replay from now on; 0 returns to eager drawing."""
 
@@ -50,12 +54,22 @@ class Dataset:
         """``n`` real samples as floats, for pictures and evaluation (not for training)."""
         raise NotImplementedError
 
+    @property
+    def num_classes(self) -> int:
+        """How many class labels the data carries (0: unlabelled)."""
+        return 0
+
 
 class EpochSampler(Sampler):
     """Index batches from a fresh permutation each epoch; the last partial batch is dropped."""
 
-    def __init__(self, images: torch.Tensor, batch_size: int, generator: torch.Generator):
+    def __init__(self, images: torch.Tensor, batch_size: int, generator: torch.Generator,
+                 labels: torch.Tensor | None = None):
         n = images.shape[0]
+        self.labels = labels
+        # pixel values G works in: (0, 1) for sigmoid outputs, (-1, 1) for tanh (set by the
+        # trainer from G.out_range)
+        self.value_range: tuple[float, float] = (0.0, 1.0)
         if batch_size > n:
             raise GanforgeError(f"--batch-size {batch_size} exceeds the dataset's {n} samples")
         self.images, self.batch_size, self.generator = images, batch_size, generator
@@ -76,17 +90,26 @@ class EpochSampler(Sampler):
         self.pos += self.batch_size
         return idx
 
-    def next(self) -> torch.Tensor:
+    def _indices(self) -> torch.Tensor:
         if self._static is None:
-            idx = self.next_indices()
-        else:
-            idx = self._static[self._k % self._static.shape[0]]
-            self._k += 1
-        return self.gather(idx)
+            return self.next_indices()
+        idx = self._static[self._k % self._static.shape[0]]
+        self._k += 1
+        return idx
+
+    def next(self) -> torch.Tensor:
+        return self.gather(self._indices())
+
+    def next_with_labels(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        idx = self._indices()
+        return self.gather(idx), None if self.labels is None else self.labels[idx]
 
     def gather(self, idx: torch.Tensor) -> torch.Tensor:
-        # uint8 on the device, scaled here (one kernel): 4x less memory than float32
-        return torch.div(self.images[idx], 255.0)
+        # uint8 on the device, scaled here: 4x less memory than float32
+        lo, hi = self.value_range
+        if (lo, hi) == (0.0, 1.0):
+            return torch.div(self.images[idx], 255.0)  # one kernel
+        return torch.add(self.images[idx] * ((hi - lo) / 255.0), lo)
 
     def make_static(self, per_replay: int) -> None:
         if per_replay == 0:  # back to drawing indices on every call
@@ -121,7 +144,13 @@ class ImageDataset(Dataset):
         return self
 
     def sampler(self, batch_size: int, generator: torch.Generator) -> Sampler:
-        return EpochSampler(self.images, batch_size, generator)
+        return EpochSampler(self.images, batch_size, generator, self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        if self.labels is None or self.labels.numel() == 0:
+            return 0
+        return int(self.info.get("num_classes") or int(self.labels.max()) + 1)
 
     def real_samples(self, n: int, generator: torch.Generator) -> torch.Tensor:
         g_dev = generator.device

@@ -34,6 +34,12 @@ def xavier(w: torch.Tensor) -> None:
         w.uniform_(-a, a)
 
 
+@INITS.register("normal0.02", "N(0, 0.02): the DCGAN paper's initialisation")
+def normal002(w: torch.Tensor) -> None:
+    with torch.no_grad():
+        w.normal_(0.0, 0.02)
+
+
 @INITS.register("normal0.01", "truncated normal, std 0.01, cut at 2 std (tf.truncated_normal)")
 def normal001(w: torch.Tensor) -> None:
     nn.init.trunc_normal_(w, mean=0.0, std=0.01, a=-0.02, b=0.02)
@@ -41,14 +47,19 @@ def normal001(w: torch.Tensor) -> None:
 
 def initialise(module: nn.Module, name: str) -> None:
     """Apply the named init to every Linear/Conv weight of ``module`` and zero its biases."""
+    from torch.nn.utils import parametrize
+
     fn = INITS.get(name)
     for m in module.modules():
         if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d | nn.ConvTranspose2d):
+            # a spectrally normalised layer recomputes .weight on access: init the raw one
+            w = (m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight")
+                 else m.weight)
             if isinstance(m, nn.ConvTranspose2d):
                 # Transposed conv stores (in, out, k, k): fan_in is the second axis there too
                 # from the output's point of view, so initialise the transposed view.
-                fn(m.weight.data.transpose(0, 1))
+                fn(w.data.transpose(0, 1))
             else:
-                fn(m.weight)
+                fn(w)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)

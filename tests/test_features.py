@@ -1,0 +1,328 @@
+"""Feature networks: the FeatureNet interface, the FID Inception-v3 and the LeNet classifiers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import shared_files
+from torch import nn
+
+from ganforge.data.idx import read_idx_pair
+from ganforge.errors import DataError, GanforgeError
+from ganforge.features import FEATURES, FeatureNet, get_feature_net
+from ganforge.features.inception import (
+    ENV_VAR,
+    WEIGHTS_FILE,
+    FIDInceptionV3,
+    converted_path,
+    inception_net,
+    load_inception,
+    prepare_inception_input,
+)
+from ganforge.features.lenet import (
+    LeNet,
+    accuracy,
+    classifier_path,
+    lenet_net,
+    load_classifier,
+    random_shift,
+    train_classifier,
+)
+
+MNIST_TEST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def _one_line(err: pytest.ExceptionInfo[BaseException]) -> str:
+    text = str(err.value)
+    assert "\n" not in text, text
+    return text
+
+
+# --- the common interface -------------------------------------------------------------------
+
+class _Tiny(nn.Module):
+    """Features = the mean of each channel, logits = features times 2: easy to check by hand."""
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+    def head(self, f: torch.Tensor) -> torch.Tensor:
+        return 2 * f
+
+
+def _tiny_net(batch_size: int = 3) -> FeatureNet:
+    return FeatureNet("tiny", _Tiny(), dim=2, num_classes=2, prepare=lambda x: x,
+                      batch_size=batch_size)
+
+
+def test_feature_net_batches_and_checks_its_input() -> None:
+    net = _tiny_net(batch_size=3)
+    x = torch.rand(7, 2, 4, 4)  # 7 = two full batches and a partial one
+    before = x.clone()
+    f, logits = net.features_and_logits(x)
+    assert f.shape == (7, 2) and logits.shape == (7, 2)
+    assert f.dtype == torch.float32 and f.device.type == "cpu"
+    torch.testing.assert_close(f, x.mean(dim=(2, 3)))
+    torch.testing.assert_close(net.logits(x), 2 * x.mean(dim=(2, 3)))
+    assert torch.equal(x, before)  # the caller's images are never modified
+
+    as_bytes = (x * 255).round().to(torch.uint8)
+    torch.testing.assert_close(net.features(as_bytes), as_bytes.float().div(255).mean(dim=(2, 3)))
+    assert net.features(torch.rand(0, 2, 4, 4)).shape == (0, 2)
+
+    with pytest.raises(GanforgeError, match=r"\[0, 1\]") as err:
+        net.features(x * 2 - 1)  # generator outputs not mapped from [-1, 1]
+    assert "(x + 1) / 2" in _one_line(err)
+    with pytest.raises(GanforgeError, match="N, C, H, W"):
+        net.features(torch.rand(2, 4, 4))
+    with pytest.raises(GanforgeError, match="batch_size"):
+        _tiny_net(batch_size=0)
+
+
+def test_registry_names_and_unknown_name() -> None:
+    assert set(FEATURES.names()) == {"inception", "lenet-mnist", "lenet-fashion"}
+    with pytest.raises(GanforgeError, match="unknown feature network 'vgg'.*inception"):
+        get_feature_net("vgg")
+
+
+# --- FID Inception-v3 -----------------------------------------------------------------------
+
+def _random_inception(seed: int = 0, logits_bias: bool = False) -> FIDInceptionV3:
+    """Random weights scaled so activations neither vanish nor explode over ~90 layers."""
+    g = torch.Generator().manual_seed(seed)
+    model = FIDInceptionV3(logits_bias=logits_bias)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.normal_(0.0, (2.0 / m.weight[0].numel()) ** 0.5, generator=g)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.8, 1.2, generator=g)
+                m.bias.uniform_(-0.1, 0.1, generator=g)
+                m.running_mean.uniform_(-0.1, 0.1, generator=g)
+                m.running_var.uniform_(0.5, 1.5, generator=g)
+        model.fc.weight.normal_(0.0, 0.02, generator=g)
+        model.fc.bias.uniform_(-1.0, 1.0, generator=g)
+    return model.eval()
+
+
+def test_inception_parameter_count() -> None:
+    # torchvision's Inception3 without the auxiliary classifier and with 1000 classes has
+    # 23,834,568 parameters; the FID graph's blocks have the same weights (their changes are
+    # all in parameter-free pooling) and only the classifier is wider: 1008 instead of 1000
+    # outputs add 8 * 2048 weights + 8 biases = 16,392, giving 23,850,960.
+    model = FIDInceptionV3()
+    assert sum(p.numel() for p in model.parameters()) == 23_834_568 + 8 * 2048 + 8
+    assert sum(p.numel() for p in model.parameters()) == 23_850_960
+    assert tuple(model.fc.weight.shape) == (1008, 2048)
+    names = set(model.state_dict())
+    # names of pytorch-fid's weight file, so that its state dict maps one to one
+    for key in ("Conv2d_1a_3x3.conv.weight", "Conv2d_1a_3x3.bn.running_var",
+                "Mixed_5b.branch1x1.conv.weight", "Mixed_6e.branch7x7dbl_5.bn.bias",
+                "Mixed_7c.branch3x3dbl_3b.conv.weight", "fc.weight", "fc.bias"):
+        assert key in names
+    assert not any(k.startswith("AuxLogits") for k in names)
+
+
+def test_prepare_inception_input() -> None:
+    x = torch.stack([torch.zeros(1, 28, 28), torch.ones(1, 28, 28)])
+    y = prepare_inception_input(x)
+    assert y.shape == (2, 3, 299, 299)
+    assert torch.all(y[0] == -1) and torch.all(y[1] == 1)
+    rgb = torch.rand(1, 3, 299, 299)
+    torch.testing.assert_close(prepare_inception_input(rgb), rgb * 2 - 1)  # no resize at 299
+    with pytest.raises(GanforgeError, match="channels"):
+        prepare_inception_input(torch.rand(1, 2, 28, 28))
+
+
+def test_inception_shapes_and_grey_input() -> None:
+    model = _random_inception()
+    net = inception_net(model, batch_size=2)
+    assert (net.dim, net.num_classes, net.name) == (2048, 1008, "inception")
+
+    f, logits = net.features_and_logits(torch.rand(3, 3, 299, 299))
+    assert f.shape == (3, 2048) and logits.shape == (3, 1008)
+    assert torch.isfinite(f).all() and f.abs().max() > 1e-3  # the random net is alive
+    # default logits are pool_3 @ W without the bias, the Inception Score's convention
+    torch.testing.assert_close(logits, f @ model.fc.weight.t(), rtol=1e-4, atol=1e-4)
+
+    grey = torch.rand(2, 1, 28, 28)
+    f_grey = net.features(grey)
+    assert f_grey.shape == (2, 2048) and net.logits(grey).shape == (2, 1008)
+    torch.testing.assert_close(f_grey, net.features(grey.repeat(1, 3, 1, 1)))
+
+    biased = inception_net(_random_inception(logits_bias=True), batch_size=2)
+    torch.testing.assert_close(biased.logits(grey), net.logits(grey) + model.fc.bias,
+                               rtol=1e-4, atol=1e-4)
+
+
+def _save_pth(tmp_path: Path, state: dict[str, torch.Tensor]) -> Path:
+    path = tmp_path / WEIGHTS_FILE
+    torch.save(state, path)
+    return path
+
+
+def test_inception_pth_converted_once_to_safetensors(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    pth = _save_pth(tmp_path, _random_inception(seed=1).state_dict())
+    images = torch.rand(2, 1, 28, 28)
+
+    first = load_inception(pth, batch_size=2)
+    assert converted_path().is_file()
+    expected = first.features(images)
+
+    fresh = load_inception(converted_path(), batch_size=2)
+    assert fresh.info["weights"] == str(converted_path())
+    assert torch.equal(fresh.features(images), expected)
+
+    # with nothing configured, the earlier conversion is used
+    assert torch.equal(load_inception(batch_size=2).features(images), expected)
+
+    # the same .pth again: read from the conversion, not unpickled a second time
+    def no_unpickling(*args: object, **kwargs: object) -> None:
+        raise AssertionError("torch.load called again")
+
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    monkeypatch.setenv(ENV_VAR, str(pth))
+    via_env = get_feature_net("inception", batch_size=2)
+    assert torch.equal(via_env.features(images), expected)
+
+
+def test_inception_legacy_file_without_batch_counters(tmp_path: Path) -> None:
+    state = {k: v for k, v in _random_inception(seed=2).state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    net = load_inception(_save_pth(tmp_path, state))
+    assert torch.equal(net.module.fc.weight, state["fc.weight"])
+
+
+def test_inception_refuses_wrong_state_dicts(tmp_path: Path) -> None:
+    state = _random_inception().state_dict()
+
+    missing = dict(state)
+    del missing["Mixed_6b.branch7x7_2.conv.weight"]
+    with pytest.raises(GanforgeError, match="missing") as err:
+        load_inception(_save_pth(tmp_path, missing))
+    assert "Mixed_6b.branch7x7_2.conv.weight" in _one_line(err)
+    assert not converted_path().exists()  # a refused file is never cached
+
+    imagenet_head = dict(state)  # torchvision's ImageNet model has 1000 classes, not 1008
+    imagenet_head["fc.weight"] = torch.zeros(1000, 2048)
+    imagenet_head["fc.bias"] = torch.zeros(1000)
+    with pytest.raises(GanforgeError, match="wrong shape") as err:
+        load_inception(_save_pth(tmp_path, imagenet_head))
+    assert "fc.weight" in _one_line(err)
+
+    extra = dict(state, **{"AuxLogits.fc.weight": torch.zeros(1000, 768)})
+    with pytest.raises(GanforgeError, match="unexpected.*AuxLogits"):
+        load_inception(_save_pth(tmp_path, extra))
+
+    not_a_state_dict = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], not_a_state_dict)
+    with pytest.raises(GanforgeError, match="state dict"):
+        load_inception(not_a_state_dict)
+
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a pickle at all")
+    with pytest.raises(GanforgeError, match="cannot read") as err:
+        load_inception(garbage)
+    _one_line(err)
+
+
+def test_inception_without_weights_says_where_to_get_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    with pytest.raises(GanforgeError) as err:
+        get_feature_net("inception")
+    text = _one_line(err)
+    assert ENV_VAR in text and WEIGHTS_FILE in text and "pytorch-fid" in text
+
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "nowhere.pth"))
+    with pytest.raises(GanforgeError, match=f"nowhere.pth.*{ENV_VAR}.*not found") as err:
+        load_inception()
+    _one_line(err)
+
+
+def test_inception_matches_torch_fidelity(tmp_path: Path) -> None:
+    tf_inception = pytest.importorskip(
+        "torch_fidelity.feature_extractor_inceptionv3",
+        reason="torch-fidelity is not installed; it is the independent port to compare with")
+    model = _random_inception(seed=3)
+    pth = _save_pth(tmp_path, model.state_dict())
+    theirs = tf_inception.FeatureExtractorInceptionV3(
+        "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(pth))
+    images = torch.randint(0, 256, (2, 3, 299, 299), dtype=torch.uint8)
+    their_f, their_logits = theirs(images)
+    # torch-fidelity scales by (x - 128) / 128 where the FID reference uses x / 255 * 2 - 1:
+    # feed both the same network input so that only the architectures are compared
+    with torch.no_grad():
+        ours = load_inception(pth).module
+        f = ours.embed((images.float() - 128) / 128)
+        torch.testing.assert_close(f, their_f, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(ours.head(f), their_logits, rtol=1e-4, atol=1e-4)
+
+
+# --- LeNet classifiers ----------------------------------------------------------------------
+
+def test_random_shift_moves_each_image_within_range() -> None:
+    x = torch.rand(16, 1, 28, 28) + 0.1  # no zeros, so the zero fill is visible
+    shifted = random_shift(x, 2, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    offsets = set()
+    for i in range(len(x)):
+        found = [(dy, dx) for dy in range(5) for dx in range(5)
+                 if torch.equal(padded[i, :, dy:dy + 28, dx:dx + 28], shifted[i])]
+        assert len(found) == 1
+        offsets.add(found[0])
+    assert len(offsets) > 3  # offsets are drawn per image, not once per batch
+    assert torch.equal(random_shift(x, 0, torch.Generator()), x)
+
+
+def test_lenet_rejects_other_image_shapes() -> None:
+    net = lenet_net(LeNet(), "lenet-test")
+    assert net.features(torch.rand(2, 1, 28, 28)).shape == (2, 128)
+    with pytest.raises(GanforgeError, match="28, 28"):
+        net.features(torch.rand(2, 3, 28, 28))
+
+
+def test_lenet_trains_on_the_sample_and_loads_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    images_path, labels_path = shared_files("mnist", *MNIST_TEST)
+    # no mirrors at all: the shared folder is read-only data and must not get temporary files
+    monkeypatch.delenv("GANFORGE_MIRRORS", raising=False)
+    info = train_classifier("mnist", data_dir=str(images_path.parent), epochs=2, quiet=True,
+                            download=False)
+    assert info["train_source"].startswith("mnist-sample") and info["n_train"] == 5000
+    assert info["epochs"] == 2 and info["n_test"] == 10_000
+    assert info["test_accuracy"] > 0.90, info  # chance is 10%; two epochs give ~96%
+    assert Path(info["path"]) == classifier_path("mnist") and classifier_path("mnist").is_file()
+
+    net = load_classifier("mnist")
+    assert (net.dim, net.num_classes, net.name) == (128, 10, "lenet-mnist")
+    assert net.info["test_accuracy"] == info["test_accuracy"]
+    x, y = read_idx_pair(images_path, labels_path)
+    images = torch.from_numpy(x).unsqueeze(1)
+    assert net.features(images[:64]).shape == (64, 128)
+    # the stored weights are the trained ones: the reloaded net scores exactly the same
+    assert accuracy(net, images, torch.from_numpy(y).long()) == info["test_accuracy"]
+    assert get_feature_net("lenet-mnist").info == net.info
+
+
+def test_missing_classifier_tells_how_to_train_one() -> None:
+    with pytest.raises(GanforgeError) as err:
+        load_classifier("mnist")
+    assert "ganforge classifier train --dataset mnist" in _one_line(err)
+    with pytest.raises(GanforgeError) as err:
+        get_feature_net("lenet-fashion")
+    assert "--dataset fashion-mnist" in _one_line(err)
+    with pytest.raises(GanforgeError, match="valid: mnist, fashion-mnist"):
+        load_classifier("cifar10")
+
+
+def test_classifier_needs_its_test_split(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GANFORGE_MIRRORS", raising=False)
+    for name in ("mnist", "fashion-mnist"):
+        with pytest.raises(DataError, match=r"\(test\)"):
+            train_classifier(name, data_dir=str(tmp_path), quiet=True, download=False)
+    assert not classifier_path("mnist").exists()
