@@ -14,7 +14,7 @@ from .errors import GanforgeError
 TRAIN_FLAGS = {
     "preset": str, "dataset": str, "data_dir": str, "steps": int, "batch_size": int,
     "out": str, "seed": int, "device": str, "sample_every": int, "ckpt_every": int,
-    "log_every": int, "cuda_graphs": str,
+    "log_every": int, "cuda_graphs": str, "eval_every": int, "metrics": str, "keep_best": str,
 }
 
 
@@ -35,6 +35,8 @@ def _add_train(sub: argparse._SubParsersAction, name: str = "train") -> argparse
             metavar = "PATH" if name == "data_dir" else "DIR"
         if name in ("device", "cuda_graphs"):
             metavar = "auto|cpu|cuda" if name == "device" else "auto|on|off"
+        if name in ("metrics", "keep_best"):
+            metavar = "fid,kid,..." if name == "metrics" else "METRIC"
         p.add_argument(flag, dest=name, type=kind, default=None, metavar=metavar)
     p.add_argument("--config", metavar="FILE", help="TOML or JSON file of config fields")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -47,11 +49,13 @@ def _add_train(sub: argparse._SubParsersAction, name: str = "train") -> argparse
 
 
 def _resolved_config(args: argparse.Namespace):
-    from .config import parse_set, read_config_file, resolve
+    from .config import coerce, parse_set, read_config_file, resolve
 
     file_fields = read_config_file(args.config) if args.config else {}
     overrides = parse_set(args.sets)
     overrides.update({k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None})
+    if "metrics" in overrides:  # --metrics fid,kid: a list given as text
+        overrides["metrics"] = coerce("metrics", overrides["metrics"], from_text=True)
     preset = overrides.pop("preset", None) or file_fields.get("preset")
     return resolve(preset, file_fields, overrides)
 
@@ -64,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
     run = train(cfg, overwrite=args.overwrite)
-    last = run.metrics[-1] if run.metrics else {}
+    last = next((r for r in reversed(run.metrics) if "d_loss" in r), {})
     print(f"done: {cfg.steps} iterations, d_loss {last.get('d_loss', float('nan')):.4f}, "
           f"g_loss {last.get('g_loss', float('nan')):.4f}; run folder: {run.dir}")
     return 0
@@ -119,6 +123,28 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .config import coerce
+    from .evaluate import evaluate_checkpoint, format_table
+
+    metrics = coerce("metrics", args.metrics, from_text=True)
+    result, out = evaluate_checkpoint(args.path, metrics, args.n, args.features, args.device)
+    print(format_table(result))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_classifier_train(args: argparse.Namespace) -> int:
+    from .features.lenet import train_classifier
+
+    info = train_classifier(args.dataset, data_dir=args.data_dir, epochs=args.epochs,
+                            seed=args.seed, device=args.device)
+    print(f"{args.dataset} classifier: test accuracy {100 * info['test_accuracy']:.2f}% "
+          f"(trained on {info['n_train']} {info['train_source']} images); saved to "
+          f"{info['path']}")
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from .presets import PRESETS
 
@@ -158,6 +184,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class", dest="label", type=int, default=None, metavar="K",
                    help="a conditional generator draws only class K")
     p.set_defaults(func=cmd_sample)
+    p = sub.add_parser("eval", help="evaluate a trained generator (FID, KID, IS, P/R, modes)")
+    p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("--metrics", default="fid,kid,precision,recall",
+                   help="comma-separated: fid, kid, is, precision, recall, density, coverage, "
+                   "modes")
+    p.add_argument("--n", type=int, default=10_000, help="samples, real and generated")
+    p.add_argument("--features", default=None,
+                   help="lenet-mnist, lenet-fashion, inception or raw (default: by dataset)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("classifier", help="the evaluation classifiers (LeNet)")
+    csub = p.add_subparsers(dest="classifier_command", metavar="COMMAND")
+    c = csub.add_parser("train", help="train and cache lenet-mnist / lenet-fashion")
+    c.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    c.add_argument("--data-dir", default=None)
+    c.add_argument("--epochs", type=int, default=None)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--device", default="cpu")
+    c.set_defaults(func=cmd_classifier_train)
     sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
     sub.add_parser("datasets", help="list datasets").set_defaults(func=cmd_datasets)
     return parser

@@ -79,6 +79,12 @@ class Config:
     sample_every: int = 1000
     ckpt_every: int = 5000
     n_samples: int = 64  # images in each sample grid (fixed noise)
+    # evaluation during training (see `ganforge eval`)
+    eval_every: int = 0  # iterations between evaluations (0 = off)
+    metrics: list[str] = field(default_factory=lambda: ["fid", "kid", "precision", "recall"])
+    eval_n: int = 10_000  # samples per evaluation (real and generated)
+    features: str | None = None  # feature network; None = the data's default (lenet-mnist...)
+    keep_best: str | None = None  # keep checkpoints/best.safetensors by this metric
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -232,6 +238,16 @@ def validate(cfg: Config) -> Config:
         raise GanforgeError(f"channels: expected 1 or 3, got {cfg.channels}")
     if cfg.cond_mode not in ("concat", "cbn"):
         raise GanforgeError(f"cond_mode: expected concat or cbn, got {cfg.cond_mode!r}")
+    if cfg.eval_every < 0:
+        raise GanforgeError(f"--eval-every: expected 0 (off) or a positive number, got "
+                            f"{cfg.eval_every}")
+    if cfg.keep_best is not None and cfg.keep_best not in cfg.metrics + ["kid", "is"]:
+        raise GanforgeError(f"--keep-best {cfg.keep_best}: expected one of the evaluated "
+                            f"metrics ({', '.join(cfg.metrics)})")
+    from .metrics import METRICS
+
+    for m in cfg.metrics:
+        METRICS.get(m)
     if cfg.amp not in ("off", "bf16"):
         raise GanforgeError(f"amp: expected off or bf16, got {cfg.amp!r}")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):

@@ -122,19 +122,23 @@ def resnet_sn_cifar10() -> Config:
 
 
 def _points(preset: str, dataset: str, **kw) -> Config:
-    """The 2-D mixtures: MLPs as in the mode-collapse papers (2 hidden layers of 128)."""
+    """The 2-D mixtures: MLPs as in the mode-collapse papers (2 hidden layers of 128), with
+    an R1 penalty (gamma 0.1) on D, which keeps the non-saturating GAN on every mode."""
     base = dict(preset=preset, dataset=dataset, model="mlp-2d", z_dim=256, g_hidden=128,
-                d_hidden=128, init="xavier", prior="normal", batch_size=512, g_lr=1e-4,
-                d_lr=1e-4, g_betas=[0.5, 0.999], d_betas=[0.5, 0.999], steps=5000,
+                d_hidden=128, init="xavier", prior="normal", batch_size=512, g_lr=2e-4,
+                d_lr=2e-4, g_betas=[0.5, 0.999], d_betas=[0.5, 0.999], r1_gamma=0.1,
+                steps=10_000,
                 log_every=50, sample_every=250, ckpt_every=1000, n_samples=2500)
     return Config(**{**base, **kw})
 
 
-@PRESETS.register("ring-8", "8 Gaussians on a ring: MLP GAN, the mode-collapse benchmark")
+@PRESETS.register("ring-8", "8 Gaussians on a ring (radius 2, std 0.02): MLP GAN + R1 0.1, "
+                  "10,000 iterations")
 def ring_8() -> Config:
     return _points("ring-8", "ring-8")
 
 
-@PRESETS.register("grid-25", "25 Gaussians on a grid: MLP GAN, the mode-collapse benchmark")
+@PRESETS.register("grid-25", "25 Gaussians on a 5x5 grid (std 0.05): MLP GAN + R1 0.1, "
+                  "10,000 iterations")
 def grid_25() -> Config:
     return _points("grid-25", "grid-25")

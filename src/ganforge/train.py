@@ -393,6 +393,7 @@ def train(config: Config | dict[str, Any] | str | Path | None = None, *, overwri
     bar = tqdm(total=cfg.steps, disable=None if progress is None else not progress,
                unit="it", dynamic_ncols=True, desc=cfg.preset)
     t_last, n_last = time.perf_counter(), 0
+    best: float | None = None
     # a replay covers `unroll` iterations: a divisor of every interval keeps logs, grids and
     # checkpoints on their exact steps; capture starts on a multiple of it
     unroll = graph_unroll_for(cfg)
@@ -416,6 +417,8 @@ def train(config: Config | dict[str, Any] | str | Path | None = None, *, overwri
                 _check_finite(row, s, run)
             if s % cfg.sample_every == 0 or s == cfg.steps:
                 _snapshot(trainer, run)
+            if cfg.eval_every and (s % cfg.eval_every == 0 or s == cfg.steps):
+                best = _evaluate(trainer, run, data, best)
             if s % cfg.ckpt_every == 0 and s != cfg.steps:
                 checkpoint.save(run.latest_checkpoint, trainer.state_dict())
     finally:
@@ -425,6 +428,22 @@ def train(config: Config | dict[str, Any] | str | Path | None = None, *, overwri
     checkpoint.save(run.final_checkpoint, state)
     _finish_pictures(run)
     return run
+
+
+def _evaluate(trainer: Trainer, run: Run, data: Dataset, best: float | None) -> float | None:
+    """Log the configured metrics (of the EMA generator when on); keep the best checkpoint."""
+    from .evaluate import better, evaluate
+
+    cfg = trainer.cfg
+    result = evaluate(trainer.sampling_G, cfg, data, cfg.metrics, cfg.eval_n, cfg.features,
+                      trainer.device, trainer.num_classes, seed=cfg.seed)
+    run.log({"step": trainer.step_count, **{k: v for k, v in result.items()
+                                            if isinstance(v, int | float)}})
+    if cfg.keep_best and better(cfg.keep_best, result[cfg.keep_best], best):
+        best = result[cfg.keep_best]
+        checkpoint.save(run.checkpoints_dir / "best.safetensors",
+                        {**trainer.state_dict(), "best": {cfg.keep_best: best}})
+    return best
 
 
 def _check_finite(row: dict[str, float], step: int, run: Run) -> None:

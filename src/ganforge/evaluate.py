@@ -1,0 +1,183 @@
+"""Evaluate a generator: draw samples, embed them, compare with the real data by name.
+
+Real-data features are computed once per (dataset, split, feature net, N) and cached under
+``cache_dir()/features``. Feature networks: ``lenet-mnist`` / ``lenet-fashion`` (trained by
+``ganforge classifier train``), ``inception`` (the FID network, weights supplied by the
+user), ``raw`` (the samples themselves: the 1-D and 2-D toys).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .data import Dataset, Gaussian1D, Points2D
+from .data.mnist import cache_dir
+from .errors import GanforgeError
+from .metrics import METRICS, count_modes_2d, inception_score, kid, prdc
+from .metrics import fid as fid_metric
+from .priors import PRIORS
+
+LOWER_IS_BETTER = ("fid", "kid", "kl")
+DEFAULT_METRICS = ("fid", "kid", "precision", "recall")
+
+
+def default_features(cfg) -> str:
+    """The feature network that suits the run's data."""
+    if cfg.dataset in ("mnist", "mnist-sample"):
+        return "lenet-mnist"
+    if cfg.dataset == "fashion-mnist":
+        return "lenet-fashion"
+    if cfg.dataset in ("gaussian-1d", "ring-8", "grid-25"):
+        return "raw"
+    return "inception"
+
+
+class _Raw:
+    name, num_classes = "raw", 0
+
+    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()  # as generated
+        return x.flatten(1).cpu(), None
+
+
+def feature_net(name: str, device: torch.device):
+    if name == "raw":
+        return _Raw()
+    from .features import get_feature_net
+
+    return get_feature_net(name, device=device)
+
+
+@torch.no_grad()
+def generate(G: nn.Module, cfg, n: int, device: torch.device, seed: int = 0,
+             num_classes: int = 0, batch: int = 500) -> torch.Tensor:
+    """``n`` samples from G (images mapped to [0, 1]), in batches, on the CPU."""
+    from .train import to_unit
+
+    gen = torch.Generator(device).manual_seed(seed)
+    prior = PRIORS.get(cfg.prior)
+    was_training = G.training
+    G.eval()
+    out = []
+    for start in range(0, n, batch):
+        m = min(batch, n - start)
+        z = prior(m, cfg.z_dim, gen)
+        if num_classes:
+            y = torch.randint(num_classes, (m,), generator=gen, device=device)
+            x = G(z, y)
+        else:
+            x = G(z)
+        out.append((to_unit(x, G).clamp(0, 1) if x.dim() == 4 else x).float().cpu())
+    G.train(was_training)
+    return torch.cat(out)
+
+
+def real_features(cfg, data: Dataset, net, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Features (and logits) of ``n`` real samples, cached for image datasets."""
+    path = None
+    if not isinstance(data, Gaussian1D | Points2D):
+        key = f"{data.name}-{cfg.split}-{net.name}-{n}"
+        path = cache_dir() / "features" / f"{key}.safetensors"
+        if path.is_file():
+            cached = load_file(path)
+            return cached["features"], cached.get("logits")
+    gen = torch.Generator().manual_seed(0)
+    if isinstance(data, Gaussian1D | Points2D):
+        real = data.real_samples(n, torch.Generator(data.device).manual_seed(0)).cpu()
+    else:
+        if n > data.images.shape[0]:
+            raise GanforgeError(f"--n {n}: the dataset {data.name!r} holds only "
+                                f"{data.images.shape[0]} samples")
+        idx = torch.randperm(data.images.shape[0], generator=gen)[:n]
+        real = data.images.cpu()[idx]  # uint8: the feature net scales it to [0, 1]
+    feats, logits = net.features_and_logits(real)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {"features": feats.contiguous()}
+        if logits is not None:
+            tensors["logits"] = logits.contiguous()
+        save_file(tensors, str(path))
+    return feats, logits
+
+
+def evaluate(G: nn.Module, cfg, data: Dataset,
+             metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS, n: int = 10_000,
+             features: str | None = None, device: torch.device | None = None,
+             num_classes: int = 0, seed: int = 0) -> dict[str, Any]:
+    """Metric values for G against ``data`` (see :data:`ganforge.metrics.METRICS`)."""
+    for name in metrics:
+        METRICS.get(name)
+    if n <= 1:
+        raise GanforgeError(f"--n must be at least 2, got {n}")
+    device = device or next(G.parameters()).device
+    features = features or default_features(cfg)
+    net = feature_net(features, device)
+    fake = generate(G, cfg, n, device, seed, num_classes)
+    out: dict[str, Any] = {"n": n, "features": features}
+    if "modes" in metrics:
+        if not isinstance(data, Points2D):
+            raise GanforgeError(f"metric 'modes' needs a 2-D mixture dataset (ring-8, grid-25), "
+                                f"not {cfg.dataset!r}")
+        out.update(count_modes_2d(fake.numpy(), data.name))
+    rest = [m for m in metrics if m != "modes"]
+    if not rest:
+        return out
+    fake_f, fake_l = net.features_and_logits(fake)
+    real_f, _ = real_features(cfg, data, net, n)
+    if "fid" in rest:
+        out["fid"] = fid_metric(real_f.double().numpy(), fake_f.double().numpy())
+    if "kid" in rest:
+        out["kid"], out["kid_std"] = kid(real_f.double().numpy(), fake_f.double().numpy(),
+                                         subset_size=min(1000, n))
+    if "is" in rest:
+        if fake_l is None:
+            raise GanforgeError(f"metric 'is' needs a classifier; feature net {features!r} "
+                                "has no class outputs")
+        out["is"], out["is_std"] = inception_score(fake_l.double().numpy(), from_logits=True)
+    wanted = {"precision", "recall", "density", "coverage"} & set(rest)
+    if wanted:
+        k_pr = prdc(real_f, fake_f, k=3)  # precision/recall with k=3 (Kynkaanniemi et al.)
+        k_dc = prdc(real_f, fake_f, k=5)  # density/coverage with k=5 (Naeem et al.)
+        for name in wanted:
+            out[name] = (k_pr if name in ("precision", "recall") else k_dc)[name]
+    return {k: (float(v) if isinstance(v, np.floating) else v) for k, v in out.items()}
+
+
+def better(metric: str, new: float, best: float | None) -> bool:
+    if best is None or not math.isfinite(best):
+        return math.isfinite(new)
+    return new < best if metric in LOWER_IS_BETTER else new > best
+
+
+def format_table(result: dict[str, Any]) -> str:
+    rows = [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in result.items()]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def evaluate_checkpoint(path: str | Path, metrics: list[str], n: int,
+                        features: str | None = None, device: str = "auto") -> tuple[dict, Path]:
+    """``ganforge eval``: a run folder or checkpoint -> metrics, written to eval.json."""
+    import json
+
+    from .data import load_dataset
+    from .generator import load, resolve_checkpoint
+    from .train import pick_device
+
+    dev = pick_device(device)
+    ckpt = resolve_checkpoint(path)
+    g = load(ckpt, device=dev)
+    data = load_dataset(g.config).to(dev)
+    result = {"step": g.step, "checkpoint": str(ckpt), "ema": g.ema,
+              **evaluate(g.G, g.config, data, metrics, n, features, dev, g.num_classes)}
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    out = run_dir / "eval.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result, out
