@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
@@ -41,7 +42,7 @@ def mnist_quality(steps: list[int], n: int) -> None:
         print("training lenet-mnist first ...", file=sys.stderr)
         train_classifier("mnist", quiet=True)
     t = time.time()
-    run = ganforge.train(steps=max(steps), eval_every=min(steps), eval_n=n,
+    run = ganforge.train(steps=max(steps), eval_every=math.gcd(*steps), eval_n=n,
                          metrics=["fid", "kid", "precision", "recall"],
                          out=tempfile.mkdtemp(), overwrite=True, progress=False)
     rows = {r["step"]: r for r in run.metrics if "fid" in r}

@@ -81,6 +81,40 @@ def test_eval_errors_are_one_line(tmp_path, capsys):
     run = ganforge.train(preset="toy-1d", steps=5, sample_every=1000, out=str(tmp_path / "t"),
                          progress=False)
     assert main(["eval", str(run.dir), "--metrics", "modes"]) == 2
-    assert "needs a 2-D mixture dataset" in capsys.readouterr().err
+    assert "needs a 2-D mixture (ring-8, grid-25) or stacked-mnist" in capsys.readouterr().err
     assert main(["eval", str(run.dir), "--metrics", "fidd"]) == 2
     assert "unknown metric 'fidd'" in capsys.readouterr().err
+
+
+def test_stacked_mnist_images_and_mode_labels():
+    from ganforge.data.stacked import stack_digits
+
+    digits = load_dataset(resolve(overrides={"dataset": "mnist-sample"}))
+    st = stack_digits(digits, 300, seed=1)
+    assert st.images.shape == (300, 3, 28, 28) and st.images.dtype == torch.uint8
+    assert st.num_classes == 1000
+    # each channel is one of the source digits, and the label spells the three digits
+    i = 7
+    label = int(st.labels[i])
+    for c, d in enumerate((label // 100, label // 10 % 10, label % 10)):
+        matches = (digits.images[:, 0] == st.images[i, c]).flatten(1).all(1)
+        assert matches.any() and int(digits.labels[matches][0]) == d
+
+
+def test_stacked_modes_classifies_each_channel(monkeypatch):
+    import ganforge.features as features
+    from ganforge.evaluate import stacked_modes
+
+    class Fake:  # a "classifier" that reads the digit off the image's mean brightness
+        def logits(self, x):
+            d = (x.flatten(1).mean(1) * 10).long().clamp(0, 9)
+            return torch.nn.functional.one_hot(d, 10).float()
+
+    monkeypatch.setattr(features, "get_feature_net", lambda name, device: Fake())
+    # channel values chosen so the digits are (1, 2, 3) for half the images, (4, 5, 6) for the rest
+    imgs = torch.zeros(10, 3, 28, 28)
+    for c, (a, b) in enumerate(((1, 4), (2, 5), (3, 6))):
+        imgs[:5, c] = a / 10 + 0.05
+        imgs[5:, c] = b / 10 + 0.05
+    r = stacked_modes(imgs, torch.device("cpu"))
+    assert r["modes"] == 2 and r["n_modes"] == 1000

@@ -128,7 +128,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_checkpoint, format_table
 
     metrics = coerce("metrics", args.metrics, from_text=True)
-    result, out = evaluate_checkpoint(args.path, metrics, args.n, args.features, args.device)
+    result, out = evaluate_checkpoint(args.path, metrics, args.n, args.features, args.device,
+                                      args.inception_weights)
     print(format_table(result))
     print(f"wrote {out}")
     return 0
@@ -193,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", default=None,
                    help="lenet-mnist, lenet-fashion, inception or raw (default: by dataset)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--inception-weights", default=None, metavar="PATH",
+                   help="FID Inception weights (.pth or .safetensors); or $GANFORGE_INCEPTION")
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("classifier", help="the evaluation classifiers (LeNet)")
     csub = p.add_subparsers(dest="classifier_command", metavar="COMMAND")

@@ -20,7 +20,7 @@ from torch import nn
 from .data import Dataset, Gaussian1D, Points2D
 from .data.mnist import cache_dir
 from .errors import GanforgeError
-from .metrics import METRICS, count_modes_2d, inception_score, kid, prdc
+from .metrics import METRICS, count_modes_2d, count_modes_stacked, inception_score, kid, prdc
 from .metrics import fid as fid_metric
 from .priors import PRIORS
 
@@ -30,7 +30,7 @@ DEFAULT_METRICS = ("fid", "kid", "precision", "recall")
 
 def default_features(cfg) -> str:
     """The feature network that suits the run's data."""
-    if cfg.dataset in ("mnist", "mnist-sample"):
+    if cfg.dataset in ("mnist", "mnist-sample", "stacked-mnist"):
         return "lenet-mnist"
     if cfg.dataset == "fashion-mnist":
         return "lenet-fashion"
@@ -47,12 +47,13 @@ class _Raw:
         return x.flatten(1).cpu(), None
 
 
-def feature_net(name: str, device: torch.device):
+def feature_net(name: str, device: torch.device, inception_weights: str | None = None):
     if name == "raw":
         return _Raw()
     from .features import get_feature_net
 
-    return get_feature_net(name, device=device)
+    opts = {"weights": inception_weights} if name == "inception" and inception_weights else {}
+    return get_feature_net(name, device=device, **opts)
 
 
 @torch.no_grad()
@@ -77,6 +78,15 @@ def generate(G: nn.Module, cfg, n: int, device: torch.device, seed: int = 0,
         out.append((to_unit(x, G).clamp(0, 1) if x.dim() == 4 else x).float().cpu())
     G.train(was_training)
     return torch.cat(out)
+
+
+def stacked_modes(images: torch.Tensor, device: torch.device) -> dict[str, Any]:
+    """Classify each channel with lenet-mnist: modes captured of 1,000 and KL to uniform."""
+    from .features import get_feature_net
+
+    net = get_feature_net("lenet-mnist", device=device)
+    digits = [net.logits(images[:, c:c + 1]).argmax(1) for c in range(3)]
+    return count_modes_stacked(torch.stack(digits, 1).numpy())
 
 
 def real_features(cfg, data: Dataset, net, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -110,7 +120,8 @@ def real_features(cfg, data: Dataset, net, n: int) -> tuple[torch.Tensor, torch.
 def evaluate(G: nn.Module, cfg, data: Dataset,
              metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS, n: int = 10_000,
              features: str | None = None, device: torch.device | None = None,
-             num_classes: int = 0, seed: int = 0) -> dict[str, Any]:
+             num_classes: int = 0, seed: int = 0,
+             inception_weights: str | None = None) -> dict[str, Any]:
     """Metric values for G against ``data`` (see :data:`ganforge.metrics.METRICS`)."""
     for name in metrics:
         METRICS.get(name)
@@ -118,19 +129,25 @@ def evaluate(G: nn.Module, cfg, data: Dataset,
         raise GanforgeError(f"--n must be at least 2, got {n}")
     device = device or next(G.parameters()).device
     features = features or default_features(cfg)
-    net = feature_net(features, device)
+    net = feature_net(features, device, inception_weights)
     fake = generate(G, cfg, n, device, seed, num_classes)
     out: dict[str, Any] = {"n": n, "features": features}
     if "modes" in metrics:
-        if not isinstance(data, Points2D):
-            raise GanforgeError(f"metric 'modes' needs a 2-D mixture dataset (ring-8, grid-25), "
-                                f"not {cfg.dataset!r}")
-        out.update(count_modes_2d(fake.numpy(), data.name))
+        if isinstance(data, Points2D):
+            out.update(count_modes_2d(fake.numpy(), data.name))
+        elif data.name == "stacked-mnist":
+            out.update(stacked_modes(fake, device))
+        else:
+            raise GanforgeError("metric 'modes' needs a 2-D mixture (ring-8, grid-25) or "
+                                f"stacked-mnist, not {cfg.dataset!r}")
     rest = [m for m in metrics if m != "modes"]
     if not rest:
         return out
     fake_f, fake_l = net.features_and_logits(fake)
     real_f, _ = real_features(cfg, data, net, n)
+    if fake.shape[1] == 3 and net.name.startswith("lenet"):
+        raise GanforgeError(f"feature net {net.name!r} takes grey images; for colour data use "
+                            "--features inception (or raw)")
     if "fid" in rest:
         out["fid"] = fid_metric(real_f.double().numpy(), fake_f.double().numpy())
     if "kid" in rest:
@@ -163,7 +180,8 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def evaluate_checkpoint(path: str | Path, metrics: list[str], n: int,
-                        features: str | None = None, device: str = "auto") -> tuple[dict, Path]:
+                        features: str | None = None, device: str = "auto",
+                        inception_weights: str | None = None) -> tuple[dict, Path]:
     """``ganforge eval``: a run folder or checkpoint -> metrics, written to eval.json."""
     import json
 
@@ -176,7 +194,8 @@ def evaluate_checkpoint(path: str | Path, metrics: list[str], n: int,
     g = load(ckpt, device=dev)
     data = load_dataset(g.config).to(dev)
     result = {"step": g.step, "checkpoint": str(ckpt), "ema": g.ema,
-              **evaluate(g.G, g.config, data, metrics, n, features, dev, g.num_classes)}
+              **evaluate(g.G, g.config, data, metrics, n, features, dev, g.num_classes,
+                         inception_weights=inception_weights)}
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     out = run_dir / "eval.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

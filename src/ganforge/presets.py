@@ -79,6 +79,12 @@ def dcgan_mnist_conditional() -> Config:
     return _dcgan(preset="dcgan-mnist-conditional", dataset="mnist", conditional=True)
 
 
+@PRESETS.register("dcgan-stacked-mnist", "DCGAN on Stacked MNIST (1,000 modes; count them with "
+                  "`ganforge eval RUN --metrics modes`)")
+def dcgan_stacked_mnist() -> Config:
+    return _dcgan(preset="dcgan-stacked-mnist", dataset="stacked-mnist", batch_size=64)
+
+
 @PRESETS.register("dcgan-fashion-mnist", "DCGAN on Fashion-MNIST 28x28 (paper defaults)")
 def dcgan_fashion_mnist() -> Config:
     return _dcgan(preset="dcgan-fashion-mnist", dataset="fashion-mnist")

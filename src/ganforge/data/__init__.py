@@ -32,6 +32,14 @@ DATASETS.register("gaussian-1d", "1-D normal (or mixture): toy_means, toy_stds, 
 )
 
 
+@DATASETS.register("stacked-mnist", "three MNIST digits as the RGB channels of one image "
+                   "(1,000 modes); 60,000 images stacked from the MNIST at hand")
+def stacked_mnist(cfg) -> Dataset:
+    from .stacked import stack_digits
+
+    return stack_digits(mnist(cfg), 60_000, seed=0)
+
+
 DATASETS.register("cifar10", "CIFAR-10 (python archive: --data-dir, $GANFORGE_DATA, cache, "
                   "download with checksum)")(cifar10)
 DATASETS.register("ring-8", "8 Gaussians on a circle of radius 2, std 0.02 (mode-collapse toy)")(
