@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import pickle
 import tarfile
 import zlib
@@ -30,7 +29,7 @@ import torch
 from ..errors import DataError, DownloadError, GanforgeError
 from .base import ImageDataset
 from .download import download_file, mirrors_from_env
-from .mnist import cache_dir
+from .mnist import search_dirs
 
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 # Module-level so tests (and users with a re-hosted copy) can substitute the checksum.
@@ -321,16 +320,7 @@ def load_cifar10(data_dir: str | None, split: str,
         raise GanforgeError(f"cifar10: split must be one of {', '.join(CIFAR10_SPLITS)}, "
                             f"got {split!r}")
     wanted = CIFAR10_SPLITS[split]
-    if data_dir is not None:
-        root = Path(data_dir).expanduser()
-        if not root.is_dir():
-            raise DataError(f"--data-dir {root}: no such directory")
-        roots, dest = [root], root
-    else:
-        env = os.environ.get("GANFORGE_DATA")
-        roots = ([Path(env).expanduser()] if env else []) + [cache_dir()]
-        dest = cache_dir() / "cifar10"
-    dirs = [p for r in roots for p in (r, r / "cifar10")]
+    roots, dirs, dest = search_dirs("cifar10", data_dir)
 
     source = _find(dirs, wanted)
     if source is None:

@@ -35,6 +35,26 @@ def cache_dir() -> Path:
     return Path(base) / "ganforge"
 
 
+def search_dirs(name: str, data_dir: str | None,
+                extra_dirs: Sequence[Path] = ()) -> tuple[list[Path], list[Path], Path]:
+    """Where to look for a dataset and where to download it: (roots, dirs, destination).
+
+    An explicit ``data_dir`` is the only root and the destination; otherwise
+    ``$GANFORGE_DATA``, the cache and ``extra_dirs``, downloading into the cache. ``dirs``
+    holds each root and its ``<name>`` subfolder.
+    """
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+        if not root.is_dir():
+            raise DataError(f"--data-dir {root}: no such directory")
+        roots, dest = [root], root
+    else:
+        env = os.environ.get("GANFORGE_DATA")
+        roots = ([Path(env).expanduser()] if env else []) + [cache_dir(), *extra_dirs]
+        dest = cache_dir() / name
+    return roots, [p for r in roots for p in (r, r / name)], dest
+
+
 def _split_files(prefix: str) -> tuple[str, str]:
     return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
 
@@ -45,11 +65,6 @@ def _find(dirs: Sequence[Path], stem: str) -> Path | None:
             if (d / name).is_file():
                 return d / name
     return None
-
-
-def _candidate_dirs(roots: Sequence[Path], sub: str) -> list[Path]:
-    # accept both <root>/<files> and <root>/<dataset-name>/<files>
-    return [p for r in roots for p in (r, r / sub)]
 
 
 def _load_split_arrays(dirs: list[Path], prefixes: Sequence[str]):
@@ -79,16 +94,7 @@ def load_idx_dataset(name: str, *, data_dir: str | None, split: str, files: dict
                      mirrors: Sequence[str], extra_dirs: Sequence[Path] = (),
                      fallback_sample: bool = False) -> ImageDataset:
     prefixes = SPLITS[split]
-    if data_dir is not None:
-        root = Path(data_dir).expanduser()
-        if not root.is_dir():
-            raise DataError(f"--data-dir {root}: no such directory")
-        roots, dest = [root], root
-    else:
-        env = os.environ.get("GANFORGE_DATA")
-        roots = ([Path(env).expanduser()] if env else []) + [cache_dir(), *extra_dirs]
-        dest = cache_dir() / name
-    dirs = _candidate_dirs(roots, name)
+    roots, dirs, dest = search_dirs(name, data_dir, extra_dirs)
 
     found = _load_split_arrays(dirs, prefixes)
     if found is None:
