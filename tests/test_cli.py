@@ -122,3 +122,20 @@ def test_sample_refuses_a_pickle(tmp_path):
     torch.save({"G": torch.ones(1)}, bad)
     r = ganforge("sample", str(bad))
     assert r.returncode == 2 and "not a ganforge checkpoint" in r.stderr
+
+
+def test_sweep_command_writes_one_run_folder_per_gan(tmp_path):
+    out = tmp_path / "sw"
+    r = ganforge("sweep", "--preset", "toy-1d", "--runs", "3", "--vary", "lr=1e-3,5e-4",
+                 "--steps", "40", "--log-every", "20", "--sample-every", "20", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["run-000", "run-001", "run-002",
+                                                      "sweep.json"]
+    cfgs = [json.loads((out / f"run-00{k}" / "config.json").read_text()) for k in range(3)]
+    assert [(c["seed"], c["g_lr"]) for c in cfgs] == [(0, 1e-3), (1, 5e-4), (2, 1e-3)]
+    for k in range(3):
+        rows = (out / f"run-00{k}" / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(x)["step"] for x in rows] == [20, 40]
+    r = ganforge("sweep", "--preset", "dcgan-mnist", "--runs", "2", "--steps", "1",
+                 "--out", str(tmp_path / "bad"))
+    assert r.returncode == 2 and "cannot be stacked" in r.stderr
