@@ -25,6 +25,7 @@ from torch import nn
 
 from .layers import (
     LABEL_EMBED_DIM,
+    ProjectionDiscriminator,
     ProjectionHead,
     batch_norm,
     check_image_shape,
@@ -104,8 +105,10 @@ class DCGANGenerator(nn.Module):
         return torch.tanh(self.out(h))
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(ProjectionDiscriminator):
     """images (N, C, H, W) [+ labels y (N,)] -> logits (N,); ``features`` gives phi(x)."""
+
+    label_name = "dcgan discriminator"
 
     def __init__(self, width: int, data_shape: tuple[int, int, int], num_classes: int,
                  conditional: bool = False, sn: bool = False, bn: bool = True) -> None:
@@ -138,12 +141,6 @@ class DCGANDiscriminator(nn.Module):
         """phi(x): the flattened last feature map, (N, feature_dim)."""
         return self.body(x)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if self.conditional:
-            y = require_labels(y, x.shape[0], "dcgan discriminator")
-        else:
-            y = None
-        return self.head(self.features(x), y)
 
 
 def build_dcgan(cfg: Any, data_shape: tuple[int, int, int],

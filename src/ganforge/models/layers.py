@@ -138,3 +138,21 @@ def require_labels(y: torch.Tensor | None, batch: int, who: str) -> torch.Tensor
     if y.shape != (batch,):
         raise ValueError(f"{who}: expected labels of shape ({batch},), got {tuple(y.shape)}")
     return y
+
+
+class ProjectionDiscriminator(nn.Module):
+    """Base of the conv discriminators: ``D(x, y) = head(phi(x), y)``.
+
+    Subclasses build ``self.head`` (a :class:`ProjectionHead`), set ``self.conditional`` and
+    define ``features(x)`` (phi); unconditional ones ignore ``y``.
+    """
+
+    label_name = "discriminator"
+    conditional = False
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        y = require_labels(y, x.shape[0], self.label_name) if self.conditional else None
+        return self.head(self.features(x), y)

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from .layers import (
     LABEL_EMBED_DIM,
+    ProjectionDiscriminator,
     ProjectionHead,
     batch_norm,
     check_image_shape,
@@ -128,8 +129,10 @@ class ResNetGenerator(nn.Module):
         return torch.tanh(self.out(F.relu(self.bn(h))))
 
 
-class ResNetDiscriminator(nn.Module):
+class ResNetDiscriminator(ProjectionDiscriminator):
     """images (N, C, 32, 32) [+ labels y (N,)] -> logits (N,); ``features`` gives phi(x)."""
+
+    label_name = "resnet discriminator"
 
     def __init__(self, ch: int, data_shape: tuple[int, int, int], num_classes: int,
                  conditional: bool = False) -> None:
@@ -150,12 +153,6 @@ class ResNetDiscriminator(nn.Module):
         """phi(x): ReLU then global *sum* pooling (SN-GAN), (N, ch)."""
         return F.relu(self.blocks(x)).sum(dim=(2, 3))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if self.conditional:
-            y = require_labels(y, x.shape[0], "resnet discriminator")
-        else:
-            y = None
-        return self.head(self.features(x), y)
 
 
 def build_resnet(cfg: Any, data_shape: tuple[int, int, int],
