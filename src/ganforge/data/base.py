@@ -60,6 +60,17 @@ class Dataset:
         return 0
 
 
+class DrawSampler(Sampler):
+    """Fresh samples every batch from a dataset that is a distribution (``ds.draw(n, gen)``):
+    there are no epochs to track, and drawing is pure RNG, so it can run inside a graph."""
+
+    def __init__(self, ds: Any, batch_size: int, generator: torch.Generator):
+        self.ds, self.batch_size, self.generator = ds, batch_size, generator
+
+    def next(self) -> torch.Tensor:
+        return self.ds.draw(self.batch_size, self.generator)
+
+
 class EpochSampler(Sampler):
     """Index batches from a fresh permutation each epoch; the last partial batch is dropped."""
 

@@ -9,18 +9,8 @@ import numpy as np
 import torch
 
 from ..errors import GanforgeError
-from .base import Dataset, Sampler
+from .base import Dataset, DrawSampler, Sampler
 from .mixtures2d import Mixture2D, get_mixture
-
-
-class PointsSampler(Sampler):
-    """Fresh points every batch: the data is a distribution, there are no epochs to track."""
-
-    def __init__(self, ds: Points2D, batch_size: int, generator: torch.Generator):
-        self.ds, self.batch_size, self.generator = ds, batch_size, generator
-
-    def next(self) -> torch.Tensor:
-        return self.ds.draw(self.batch_size, self.generator)
 
 
 @dataclass
@@ -60,7 +50,7 @@ class Points2D(Dataset):
         return (centres[comp] + self.mixture.std * noise).float().to(self.device)
 
     def sampler(self, batch_size: int, generator: torch.Generator) -> Sampler:
-        return PointsSampler(self, batch_size, generator)
+        return DrawSampler(self, batch_size, generator)
 
     def real_samples(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return self.draw(n, generator)
@@ -122,4 +112,4 @@ def plot_points_2d(real: np.ndarray, fake: np.ndarray, centres: np.ndarray, path
     return path
 
 
-__all__ = ["Points2D", "PointsSampler", "plot_limits", "plot_points_2d", "points_2d"]
+__all__ = ["Points2D", "plot_limits", "plot_points_2d", "points_2d"]

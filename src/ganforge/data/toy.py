@@ -7,15 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .base import Dataset, Sampler
-
-
-class MixtureSampler(Sampler):
-    def __init__(self, ds: Gaussian1D, batch_size: int, generator: torch.Generator):
-        self.ds, self.batch_size, self.generator = ds, batch_size, generator
-
-    def next(self) -> torch.Tensor:
-        return self.ds.draw(self.batch_size, self.generator)
+from .base import Dataset, DrawSampler, Sampler
 
 
 @dataclass
@@ -45,7 +37,7 @@ class Gaussian1D(Dataset):
         return (mu[comp] + sd[comp] * eps).unsqueeze(1).to(self.device)
 
     def sampler(self, batch_size: int, generator: torch.Generator) -> Sampler:
-        return MixtureSampler(self, batch_size, generator)
+        return DrawSampler(self, batch_size, generator)
 
     def real_samples(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return self.draw(n, generator)
