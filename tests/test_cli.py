@@ -33,8 +33,10 @@ def test_train_writes_the_whole_run_folder_and_sample_reads_it(tmp_path):
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [50, 100, 150, 200]
     for row in rows:
-        assert set(row) == {"step", "d_loss", "g_loss", "d_real", "d_fake", "it_s"}
+        assert set(row) == {"step", "d_loss", "g_loss", "d_real", "d_fake", "grad_norm_d",
+                            "grad_norm_g", "it_s"}
         assert 0 < row["d_real"] < 1 and 0 < row["d_fake"] < 1 and row["it_s"] > 0
+        assert row["grad_norm_d"] > 0 and row["grad_norm_g"] > 0
 
     grids = sorted(p.name for p in (out / "samples").iterdir())
     assert grids == ["step-0000000.png", "step-0000100.png", "step-0000200.png"]

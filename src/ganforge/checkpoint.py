@@ -120,6 +120,8 @@ def load_module_state(module: torch.nn.Module, state: dict[str, torch.Tensor], w
     try:
         module.load_state_dict(state)
     except RuntimeError as e:
-        first = str(e).splitlines()[0]
+        # torch's first line only says that loading failed; the next names a key and shapes
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+        first = lines[1] if len(lines) > 1 else lines[0]
         raise GanforgeError(f"{path}: {what} weights do not fit the model in its config "
                             f"({first})") from None

@@ -1,4 +1,5 @@
-"""The ``ganforge`` command: train, sample, presets, datasets."""
+"""The ``ganforge`` command: train, sweep, sample, interpolate, export, eval, report,
+classifier, presets, datasets."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from .errors import GanforgeError
 
@@ -44,30 +46,74 @@ def _add_train(sub: argparse._SubParsersAction, name: str = "train") -> argparse
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run in a non-empty --out folder")
+    if p.prog.endswith("train"):
+        p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                       help="continue that run in its folder from its latest checkpoint "
+                       "(with --steps N to train it further)")
+        p.add_argument("--on-nan", dest="on_nan", default=None, metavar="stop|rollback",
+                       help="on a non-finite loss: stop (default) or roll back to the last good "
+                       "checkpoint with lower learning rates")
+        p.add_argument("--tensorboard", default=None, metavar="auto|on|off",
+                       help="TensorBoard logs in RUN/tensorboard (auto: when installed)")
+        p.add_argument("--nproc", type=int, default=None, metavar="N",
+                       help="train with N data-parallel processes on this machine (starts "
+                       "torchrun; --batch-size is the global batch)")
     p.set_defaults(func=cmd_train)
     return p
 
 
+def _overrides(args: argparse.Namespace) -> dict:
+    """The fields set on the command line: --set pairs, then the flags."""
+    from .config import coerce, parse_set
+
+    overrides = parse_set(args.sets)
+    flags = [*TRAIN_FLAGS, "on_nan", "tensorboard"]
+    overrides.update({k: getattr(args, k) for k in flags if getattr(args, k, None) is not None})
+    for k in ("metrics", "on_nan", "tensorboard"):
+        if k in overrides:  # typed from text like --set
+            overrides[k] = coerce(k, overrides[k], from_text=True)
+    return overrides
+
+
 def _resolved_config(args: argparse.Namespace):
-    from .config import coerce, parse_set, read_config_file, resolve
+    from .config import read_config_file, resolve
 
     file_fields = read_config_file(args.config) if args.config else {}
-    overrides = parse_set(args.sets)
-    overrides.update({k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None})
-    if "metrics" in overrides:  # --metrics fid,kid: a list given as text
-        overrides["metrics"] = coerce("metrics", overrides["metrics"], from_text=True)
+    overrides = _overrides(args)
     preset = overrides.pop("preset", None) or file_fields.get("preset")
     return resolve(preset, file_fields, overrides)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = _resolved_config(args)
-    if args.dry_run:
-        print(json.dumps(cfg.to_dict(), indent=2))
-        return 0
-    from .train import train
+    from .distributed import launch, launched_by_torchrun
 
-    run = train(cfg, overwrite=args.overwrite)
+    if args.nproc is not None and not launched_by_torchrun():
+        if args.dry_run:
+            raise GanforgeError("--nproc: not with --dry-run")
+        argv = list(args.argv)
+        i = next(i for i, a in enumerate(argv) if a.startswith("--nproc"))
+        del argv[i:i + (1 if "=" in argv[i] else 2)]
+        if not args.resume:
+            _resolved_config(args)  # bad input fails here, once, not in every process
+        return launch(args.nproc, argv)
+    from .session import train
+
+    if args.resume:
+        if args.config or args.overwrite or args.dry_run:
+            raise GanforgeError("--resume continues a run with its own config.json; it takes "
+                                "no --config, --overwrite or --dry-run")
+        run = train(resume=args.resume, **_overrides(args))
+    else:
+        cfg = _resolved_config(args)
+        if args.dry_run:
+            print(json.dumps(cfg.to_dict(), indent=2))
+            return 0
+        run = train(cfg, overwrite=args.overwrite)
+    import os
+
+    if run.stopped or os.environ.get("RANK", "0") != "0":
+        return 0  # a stop already said how to resume; only rank 0 reports
+    cfg = run.config
     last = next((r for r in reversed(run.metrics) if "d_loss" in r), {})
     print(f"done: {cfg.steps} iterations, d_loss {last.get('d_loss', float('nan')):.4f}, "
           f"g_loss {last.get('g_loss', float('nan')):.4f}; run folder: {run.dir}")
@@ -107,11 +153,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.npy:
         np.save(out, x.numpy())
     elif x.dim() == 2:  # 1-D or vector data: a histogram says more than a grid
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = viz._pyplot()
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.hist(x[:, 0].numpy(), bins=60, density=True)
         ax.set_title(f"{args.n} samples, iteration {g.step}")
@@ -120,6 +162,27 @@ def cmd_sample(args: argparse.Namespace) -> int:
     else:
         viz.save_grid(x, out)
     print(f"wrote {args.n} samples from iteration {g.step} to {out}")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from .generator import load
+    from .interpolate import resolve_mode, write_walk
+
+    g = load(args.path)
+    mode = resolve_mode(args.mode, g.config.prior)
+    out = write_walk(g, args.out, args.n, args.steps, args.seed, mode, args.label)
+    print(f"wrote {args.n} {mode} latent walks of {args.steps} steps from iteration {g.step} "
+          f"to {out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    out = export(args.path, args.out, args.format, args.batch)
+    print(f"wrote {out} (batch dimension dynamic; z, prior and output range in "
+          f"{out.name}.json)")
     return 0
 
 
@@ -132,6 +195,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                       args.inception_weights)
     print(format_table(result))
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    print(f"wrote {write_report(args.run_dirs, args.out)}")
     return 0
 
 
@@ -164,10 +234,18 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's mistakes (a missing value, ``--steps ten``) as ganforge reports every bad
+    input: one line on stderr, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"ganforge: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="ganforge", description="Train and use GANs.")
+    parser = _Parser(prog="ganforge", description="Train and use GANs.")
     parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
@@ -185,6 +263,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class", dest="label", type=int, default=None, metavar="K",
                    help="a conditional generator draws only class K")
     p.set_defaults(func=cmd_sample)
+    p = sub.add_parser("interpolate", help="latent walks: G between random latents (grid/GIF)",
+                       description="Walk --n straight (uniform prior) or spherical (normal "
+                       "prior) paths between random latents of --steps points each: a .png grid "
+                       "(a row per walk), a .gif (a frame per step) or, for 1-D/2-D toys, a "
+                       "plot.")
+    p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("--n", type=int, default=8, help="how many walks (default 8)")
+    p.add_argument("--steps", type=int, default=10, help="points per walk, ends included")
+    p.add_argument("--out", default="walk.png", help="output .png grid or .gif animation")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--mode", default="auto", metavar="auto|linear|slerp",
+                   help="path between latents (default: by the run's prior)")
+    p.add_argument("--class", dest="label", type=int, default=None, metavar="K",
+                   help="a conditional generator walks in class K (default: row i, class i)")
+    p.set_defaults(func=cmd_interpolate)
+    p = sub.add_parser("export", help="export the generator as ONNX or .pt2 (torch.export)",
+                       description="Write the generator (the EMA one when the run has it) as "
+                       "a file that runs without ganforge: inputs z [and int64 labels y], "
+                       "output x, any batch size. The run's metadata (z_dim, prior, output "
+                       "range) goes into the file and a FILE.json beside it.")
+    p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("--format", default=None, metavar="onnx|pt2",
+                   help="default: from --out's suffix")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="output file (default generator.onnx / generator.pt2)")
+    p.add_argument("--batch", type=int, default=2,
+                   help="example batch size traced (default 2; the batch stays dynamic)")
+    p.set_defaults(func=cmd_export)
     p = sub.add_parser("eval", help="evaluate a trained generator (FID, KID, IS, P/R, modes)")
     p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
     p.add_argument("--metrics", default="fid,kid,precision,recall",
@@ -197,6 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inception-weights", default=None, metavar="PATH",
                    help="FID Inception weights (.pth or .safetensors); or $GANFORGE_INCEPTION")
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("report", help="one self-contained HTML page about one or more runs",
+                       description="Write report.html: config, loss and metric curves, "
+                       "samples with a snapshot player, warnings; several runs are overlaid "
+                       "and compared side by side. Works offline: everything is inlined.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="output .html (default RUN_DIR/report.html for one run, "
+                   "./report.html for several)")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("classifier", help="the evaluation classifiers (LeNet)")
     csub = p.add_subparsers(dest="classifier_command", metavar="COMMAND")
     c = csub.add_parser("train", help="train and cache lenet-mnist / lenet-fashion")
@@ -214,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -11,7 +11,7 @@ import json
 import sys
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from .errors import GanforgeError
@@ -85,6 +85,13 @@ class Config:
     eval_n: int = 10_000  # samples per evaluation (real and generated)
     features: str | None = None  # feature network; None = the data's default (lenet-mnist...)
     keep_best: str | None = None  # keep checkpoints/best.safetensors by this metric
+    tensorboard: str = "auto"  # auto (on when installed) | on | off: RUN/tensorboard/
+    # faults and scale-out
+    on_nan: str = "stop"  # stop | rollback: what a non-finite loss or weight does
+    nan_lr_factor: float = 0.5  # rollback: both learning rates are multiplied by this
+    max_rollbacks: int = 3  # rollback: give up (stop) after this many
+    sync_bn: bool = False  # several processes: BatchNorm statistics over the global batch
+    dist_timeout: float = 300.0  # seconds a process waits for the others before failing
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -151,6 +158,8 @@ def _scalar(kind: type, value: Any, from_text: bool) -> Any:
         if kind is float:
             return float(value)
         return value
+    if kind is str and isinstance(value, PurePath):  # out=Path("runs/x") from Python
+        return str(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, bool) and kind is not bool:
@@ -241,13 +250,24 @@ def validate(cfg: Config) -> Config:
     if cfg.eval_every < 0:
         raise GanforgeError(f"--eval-every: expected 0 (off) or a positive number, got "
                             f"{cfg.eval_every}")
-    if cfg.keep_best is not None and cfg.keep_best not in cfg.metrics + ["kid", "is"]:
+    if cfg.keep_best is not None and cfg.keep_best not in cfg.metrics:
         raise GanforgeError(f"--keep-best {cfg.keep_best}: expected one of the evaluated "
                             f"metrics ({', '.join(cfg.metrics)})")
+    from .evaluate import check_request
     from .metrics import METRICS
 
     for m in cfg.metrics:
         METRICS.get(m)
+    if cfg.eval_every or cfg.features is not None:  # --eval-every: refuse now, not mid-run
+        check_request(cfg, cfg.metrics if cfg.eval_every else [], cfg.features)
+    for name, allowed in (("on_nan", ("stop", "rollback")), ("tensorboard", ("auto", "on", "off"))):
+        if getattr(cfg, name) not in allowed:
+            raise GanforgeError(f"--{name.replace('_', '-')}: expected {' or '.join(allowed)}, "
+                                f"got {getattr(cfg, name)!r}")
+    if not 0.0 < cfg.nan_lr_factor <= 1.0:
+        raise GanforgeError(f"nan_lr_factor: expected a number in (0, 1], got {cfg.nan_lr_factor}")
+    if cfg.max_rollbacks < 0 or cfg.dist_timeout <= 0:
+        raise GanforgeError("max_rollbacks: expected >= 0; dist_timeout: expected > 0 seconds")
     if cfg.amp not in ("off", "bf16"):
         raise GanforgeError(f"amp: expected off or bf16, got {cfg.amp!r}")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):

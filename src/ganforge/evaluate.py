@@ -39,6 +39,35 @@ def default_features(cfg) -> str:
     return "inception"
 
 
+MODE_DATASETS = ("ring-8", "grid-25", "stacked-mnist")  # what metric 'modes' can count
+
+
+def check_request(cfg, metrics, features: str | None = None) -> str:
+    """Refuse, before any sample is drawn (or any run folder touched by ``--eval-every``),
+    metric/feature/data combinations that cannot work; returns the feature net's name."""
+    from .features import FEATURES
+
+    for name in metrics:
+        METRICS.get(name)
+    features = features or default_features(cfg)
+    if features != "raw" and features not in FEATURES:
+        raise GanforgeError(f"unknown feature network {features!r}; valid names: raw, "
+                            f"{', '.join(FEATURES.names())}")
+    if "modes" in metrics and cfg.dataset not in MODE_DATASETS:
+        raise GanforgeError("metric 'modes' needs a 2-D mixture (ring-8, grid-25) or "
+                            f"stacked-mnist, not {cfg.dataset!r}")
+    rest = [m for m in metrics if m != "modes"]
+    if "is" in rest and features == "raw":
+        raise GanforgeError("metric 'is' needs a classifier; feature net 'raw' has no class "
+                            "outputs")
+    colour = cfg.dataset in ("cifar10", "stacked-mnist") or (
+        cfg.dataset == "image-folder" and cfg.channels == 3)
+    if rest and colour and features.startswith("lenet"):
+        raise GanforgeError(f"feature net {features!r} takes grey images; for colour data use "
+                            "--features inception (or raw)")
+    return features
+
+
 class _Raw:
     name, num_classes = "raw", 0
 
@@ -121,15 +150,16 @@ def evaluate(G: nn.Module, cfg, data: Dataset,
              metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS, n: int = 10_000,
              features: str | None = None, device: torch.device | None = None,
              num_classes: int = 0, seed: int = 0,
-             inception_weights: str | None = None) -> dict[str, Any]:
-    """Metric values for G against ``data`` (see :data:`ganforge.metrics.METRICS`)."""
-    for name in metrics:
-        METRICS.get(name)
+             inception_weights: str | None = None, net: nn.Module | None = None
+             ) -> dict[str, Any]:
+    """Metric values for G against ``data`` (see :data:`ganforge.metrics.METRICS`).
+    ``net``: the feature network already loaded (training evaluates many times)."""
+    features = check_request(cfg, metrics, features)
     if n <= 1:
         raise GanforgeError(f"--n must be at least 2, got {n}")
     device = device or next(G.parameters()).device
-    features = features or default_features(cfg)
-    net = feature_net(features, device, inception_weights)
+    if net is None:
+        net = feature_net(features, device, inception_weights)
     fake = generate(G, cfg, n, device, seed, num_classes)
     out: dict[str, Any] = {"n": n, "features": features}
     if "modes" in metrics:

@@ -71,21 +71,28 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedGenerat
     """The generator of a run folder or checkpoint file, in eval mode, ready to call."""
     ckpt = resolve_checkpoint(path)
     state = checkpoint.load(ckpt)
+    if not isinstance(state, dict):
+        raise GanforgeError(f"{ckpt}: not a training checkpoint (expected a table of entries, "
+                            f"found {type(state).__name__})")
     try:
         cfg = from_dict(state["config"])
     except (KeyError, TypeError, GanforgeError) as e:
         raise GanforgeError(f"{ckpt}: checkpoint has no usable config ({e})") from None
-    data_shape = _data_shape(state)
-    num_classes = int(state.get("num_classes", 0))
-    G, _ = MODELS.get(cfg.model)(cfg, data_shape, num_classes)
     ema = "G_ema" in state  # the EMA generator is the one to sample from when there is one
-    checkpoint.load_module_state(G, state["G_ema" if ema else "G"], "generator", ckpt)
-    gen = TrainedGenerator(G, cfg, int(state.get("step", 0)), num_classes, ema).to(device)
+    key = "G_ema" if ema else "G"
+    weights = state.get(key)
+    if not isinstance(weights, dict):
+        raise GanforgeError(f"{ckpt}: checkpoint holds no generator weights (no {key!r} entry)")
+    try:
+        data_shape = tuple(int(s) for s in state["data_shape"])
+        num_classes = int(state.get("num_classes", 0))
+        step = int(state.get("step", 0))
+        if not data_shape or min(data_shape) <= 0 or num_classes < 0:
+            raise ValueError
+    except (KeyError, TypeError, ValueError):
+        raise GanforgeError(f"{ckpt}: checkpoint has a missing or malformed data_shape, "
+                            "num_classes or step entry") from None
+    G, _ = MODELS.get(cfg.model)(cfg, data_shape, num_classes)
+    checkpoint.load_module_state(G, weights, "generator", ckpt)
+    gen = TrainedGenerator(G, cfg, step, num_classes, ema).to(device)
     return gen.eval()
-
-
-def _data_shape(state: dict) -> tuple[int, ...]:
-    shape = state.get("data_shape")
-    if shape is None:
-        raise GanforgeError("checkpoint does not record the data shape")
-    return tuple(int(s) for s in shape)

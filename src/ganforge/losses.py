@@ -37,6 +37,13 @@ class Objective:
         """Current values of ``extra_stats`` as a device tensor."""
         return None
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """State that evolves during training (BEGAN's k), for checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        pass
+
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")
 
@@ -155,6 +162,17 @@ class BEGAN(Objective):
 
     def stats(self) -> torch.Tensor:
         return torch.stack([self.k, self.m])
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"k": self.k.clone(), "m": self.m.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if state:  # in place: a captured CUDA graph reads these very tensors
+            self.k = self.k.to(state["k"].device) if self.k.device != state["k"].device \
+                else self.k
+            self.k.copy_(state["k"])
+            self.m = self.m.to(self.k.device)
+            self.m.copy_(state["m"])
 
 
 def build_objective(cfg) -> Objective:

@@ -15,7 +15,7 @@ from .errors import GanforgeError
 
 # What ganforge writes into a run folder; --overwrite removes these and nothing else.
 OWN_OUTPUTS = ("config.json", "metrics.jsonl", "samples", "checkpoints", "progress.gif",
-               "losses.png")
+               "losses.png", "tensorboard", "report.html")
 
 
 def default_out(preset: str) -> Path:
@@ -56,6 +56,7 @@ class Run:
     G: torch.nn.Module | None = None
     D: torch.nn.Module | None = None
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str | None = None  # the signal that stopped the run early, if one did
 
     @property
     def samples_dir(self) -> Path:

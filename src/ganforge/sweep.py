@@ -105,9 +105,7 @@ class StackedAdam:
 def expand_runs(base: Config, runs: int, vary: dict[str, list[Any]]) -> list[Config]:
     """Run k gets seed ``base.seed + k`` and combination ``k % n`` of the varied values."""
     for key in vary:
-        if key not in VARIABLE:
-            raise GanforgeError(f"--vary {key}: a sweep can vary {', '.join(VARIABLE)} only "
-                                "(other fields change the shared computation)")
+        _check_variable(key)
     combos = list(itertools.product(*vary.values())) or [()]
     configs = []
     for k in range(runs):
@@ -121,6 +119,12 @@ def expand_runs(base: Config, runs: int, vary: dict[str, list[Any]]) -> list[Con
     return configs
 
 
+def _check_variable(key: str) -> None:
+    if key not in VARIABLE:
+        raise GanforgeError(f"--vary {key}: a sweep can vary {', '.join(VARIABLE)} only "
+                            "(other fields change the shared computation)")
+
+
 def parse_vary(items: list[str]) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
     for item in items:
@@ -128,8 +132,12 @@ def parse_vary(items: list[str]) -> dict[str, list[Any]]:
             raise GanforgeError(f"--vary {item!r}: expected key=v1,v2,...")
         key, values = item.split("=", 1)
         key = key.strip().replace("-", "_")
+        _check_variable(key)
         field = "g_lr" if key == "lr" else key
-        out[key] = [coerce(field, v, from_text=True) for v in values.split(",") if v]
+        try:
+            out[key] = [coerce(field, v, from_text=True) for v in values.split(",") if v]
+        except GanforgeError as e:
+            raise GanforgeError(f"--vary {item!r}: {e}") from None
         if not out[key]:
             raise GanforgeError(f"--vary {item!r}: no values")
     return out

@@ -12,10 +12,9 @@ accumulated on the device so the hot loop never waits for the host.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
+import random
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,18 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from . import checkpoint, viz
-from .config import FIELDS, Config, from_dict, resolve, validate
+from .config import Config
 from .cuda_graphs import capture_iteration
-from .data import Dataset, Gaussian1D, Points2D, load_dataset, plot_points_2d
+from .data import Dataset
+from .distributed import World, average_, average_gradients, broadcast_module
 from .errors import GanforgeError
 from .losses import Objective, build_objective
 from .models import build_models
 from .priors import PRIORS
 from .regularisers import gradient_penalty, r1_penalty
-from .run import Run, default_out, prepare_dir
 
 FIXED_NOISE_SALT = 0x5EED  # the grid's noise comes from its own stream, not the training one
 DATA_SALT = 0xDA7A  # the data-order stream's seed is derived from the run's seed
@@ -58,15 +55,32 @@ def pick_device(name: str) -> torch.device:
 class Trainer:
     """Holds G, D, their optimisers and the data/noise streams; ``step()`` is one iteration."""
 
-    def __init__(self, cfg: Config, data: Dataset, device: torch.device) -> None:
+    def __init__(self, cfg: Config, data: Dataset, device: torch.device,
+                 world: World | None = None) -> None:
         self.cfg, self.data, self.device = cfg, data, device
+        self.world = world = world or World()
+        if cfg.batch_size % world.size:
+            raise GanforgeError(f"--batch-size {cfg.batch_size} is the global batch: it must "
+                                f"divide evenly over the {world.size} processes")
+        self.local_batch = cfg.batch_size // world.size  # this rank's share of each batch
+        if world.distributed and cfg.objective == "began":
+            raise GanforgeError("objective 'began' keeps its equilibrium k per process; it is "
+                                "not supported with several processes")
         self.num_classes = data.num_classes if cfg.conditional else 0
         torch.manual_seed(cfg.seed)  # model init on the CPU: the same weights on any device
         G, D = build_models(cfg, data.shape, self.num_classes)
+        if world.distributed and cfg.sync_bn:  # normalise by the global batch's statistics
+            if device.type != "cuda":
+                raise GanforgeError("sync_bn: torch's SyncBatchNorm runs on GPUs only; on CPUs "
+                                    "each process normalises by its own part of the batch")
+            G = nn.SyncBatchNorm.convert_sync_batchnorm(G)
+            D = nn.SyncBatchNorm.convert_sync_batchnorm(D)
         memory_format = torch.channels_last if cfg.channels_last and len(data.shape) == 3 \
             else torch.contiguous_format
         self.G = G.to(device, memory_format=memory_format)
         self.D = D.to(device, memory_format=memory_format)
+        broadcast_module(self.G, world)  # equal by seeding already; made certain here
+        broadcast_module(self.D, world)
         self.objective: Objective = build_objective(cfg)
         self.prior = PRIORS.get(cfg.prior)
         self.opt_g = _optimizer(cfg, self.G, cfg.g_lr, cfg.g_betas, device)
@@ -80,6 +94,7 @@ class Trainer:
         self.gen = torch.Generator(device).manual_seed(cfg.seed)
         self.data_gen = torch.Generator(device).manual_seed(cfg.seed ^ DATA_SALT)
         self.batches = data.to(device).sampler(cfg.batch_size, self.data_gen)
+        self.batches.shard(world.rank, world.size)
         if getattr(self.G, "out_range", None) and hasattr(self.batches, "value_range"):
             self.batches.value_range = self.G.out_range
         self.fixed_z, self.fixed_y = self._fixed_inputs()
@@ -116,7 +131,8 @@ class Trainer:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.graph_unroll = 1
         self.graph_note = "off"
-        self.stat_names = ("d_loss", "g_loss", "d_real", "d_fake", *self.objective.extra_stats)
+        self.stat_names = ("d_loss", "g_loss", "d_real", "d_fake", *self.objective.extra_stats,
+                           "grad_norm_d", "grad_norm_g")
         self.stats = torch.zeros(len(self.stat_names), device=device)
         self._zero_stats()
 
@@ -140,7 +156,7 @@ class Trainer:
 
     # --- the algorithm -------------------------------------------------------------------
     def d_step(self) -> None:
-        B = self.cfg.batch_size
+        B = self.local_batch
         (real, y_real), z, y_fake = self.reals.pop(), self.noise.pop(), self.fake_labels.pop()
         with torch.no_grad():
             fake = self._g(z, y_fake).to(real.dtype)
@@ -161,6 +177,7 @@ class Trainer:
                 loss = loss + weight * interval * r1_penalty(self.D, x, y)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(self.D.parameters(), self.world)
         self.opt_d_step()
         self.objective.after_d_step(self.D, real_out.detach(), fake_out.detach())
         self.d_steps += 1
@@ -171,7 +188,8 @@ class Trainer:
             self.stats[2:4] += shown.view(2, B).mean(1)
             extra = self.objective.stats()
             if extra is not None:
-                self.stats[4:] += extra
+                self.stats[4:-2] += extra
+            self.stats[-2] += _grad_norm(self.D)
 
     def g_step(self) -> None:
         z, y = self.noise.pop(), self.fake_labels.pop()
@@ -179,12 +197,14 @@ class Trainer:
         loss = self.objective.g_loss(self._d(self._g(z, y), y))
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(self.G.parameters(), self.world)
         self.opt_g_step()
         self.D.requires_grad_(True)
         if self.G_ema is not None:
             self._update_ema()
         with torch.no_grad():
             self.stats[1] += loss.detach()
+            self.stats[-1] += _grad_norm(self.G)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -202,15 +222,24 @@ class Trainer:
         # z ~ p(z) for every step of the iteration at once (one kernel, not k_d + k_g)
         n = (cfg.k_d + cfg.k_g) * cfg.batch_size
         z = self.prior(n, cfg.z_dim, self.gen)
-        self.noise = list(z.split(cfg.batch_size)[::-1])  # pop() hands them out in order
+        self.noise = self._mine(z)
         if self.num_classes:
             y = torch.randint(self.num_classes, (n,), generator=self.gen, device=self.device)
-            self.fake_labels = list(y.split(cfg.batch_size)[::-1])
+            self.fake_labels = self._mine(y)
         else:
             self.fake_labels = [None] * (cfg.k_d + cfg.k_g)
         for _name, repeats, fn in self.phases:
             for _ in range(repeats):
                 fn()
+
+    def _mine(self, t: torch.Tensor) -> list[torch.Tensor]:
+        """The per-step global batches of ``t``, cut to this rank's slice, last step first
+        (``pop()`` hands them out in order). Every rank draws the same global numbers."""
+        chunks = t.split(self.cfg.batch_size)
+        if self.world.distributed:
+            lo = self.world.rank * self.local_batch
+            chunks = [c[lo:lo + self.local_batch] for c in chunks]
+        return list(chunks[::-1])
 
     def step(self, remaining: int | None = None) -> int:
         """Advance training: one replay of the captured graph (``graph_unroll`` iterations)
@@ -235,6 +264,10 @@ class Trainer:
         mode = self.cfg.cuda_graphs
         if mode == "on" and self.device.type != "cuda":
             raise GanforgeError("--cuda-graphs on needs a CUDA device (try --device cuda)")
+        if self.world.distributed:  # the gradient all-reduce runs outside any graph
+            if mode == "on":
+                raise GanforgeError("--cuda-graphs on: not available with several processes")
+            return False
         return mode == "on" or (mode == "auto" and self.device.type == "cuda")
 
     def setup_cuda_graph(self, unroll: int = 1) -> str:
@@ -262,11 +295,11 @@ class Trainer:
         self.counts = [0, 0]
 
     def read_stats(self) -> dict[str, float]:
-        """Means since the last call; the one host sync per logging interval."""
-        values = self.stats.tolist()
+        """Means since the last call (over all ranks); the one host sync per log interval."""
+        values = average_(self.stats.clone(), self.world).tolist()
         nd, ng = max(self.counts[0], 1), max(self.counts[1], 1)
         self._zero_stats()
-        return {name: v / (ng if name == "g_loss" else nd)
+        return {name: v / (ng if name in ("g_loss", "grad_norm_g") else nd)
                 for name, v in zip(self.stat_names, values, strict=True)}
 
     # --- state -----------------------------------------------------------------------------
@@ -281,17 +314,101 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "sampler": self.batches.state_dict(),
-            "rng": {"gen": self.gen.get_state(), "data_gen": self.data_gen.get_state(),
-                    "torch": torch.get_rng_state()},
+            "rng": _rng_state(self.gen, self.data_gen),
+            "d_steps": self.d_steps,
+            "stats": self.stats.clone(),  # sums since the last log row, for exact resume
+            "counts": list(self.counts),
+            "objective": self.objective.state_dict(),
         }
         if self.G_ema is not None:
             state["G_ema"] = dict(self.G_ema.state_dict())
         return state
 
+    def load_state_dict(self, state: dict[str, Any], path: str | Path = "checkpoint") -> None:
+        """Continue exactly where ``state_dict()`` left off (same config, same data)."""
+        from .checkpoint import load_module_state
+
+        if list(state.get("data_shape", [])) != list(self.data.shape):
+            raise GanforgeError(f"{path}: trained on data of shape {state.get('data_shape')}, "
+                                f"but this run's data has shape {list(self.data.shape)}")
+        load_module_state(self.G, state["G"], "G", path)
+        load_module_state(self.D, state["D"], "D", path)
+        if self.G_ema is not None:
+            load_module_state(self.G_ema, state.get("G_ema", state["G"]), "G_ema", path)
+        try:
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+        except (ValueError, KeyError) as e:
+            raise GanforgeError(f"{path}: optimiser state does not fit the model "
+                                f"({str(e).splitlines()[0]})") from None
+        self.batches.load_state_dict(state["sampler"])
+        _set_rng_state(state["rng"], self.gen, self.data_gen)
+        self.step_count = int(state["step"])
+        self.d_steps = int(state.get("d_steps", self.step_count * self.cfg.k_d))
+        if "stats" in state and state["stats"].shape == self.stats.shape:
+            self.stats.copy_(state["stats"])
+            self.counts = [int(c) for c in state["counts"]]
+        self.objective.load_state_dict(state.get("objective", {}))
+
+    def set_learning_rates(self, factor: float) -> tuple[float, float]:
+        """Multiply both learning rates (``--on-nan rollback``); returns the new (g, d)."""
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                lr = group["lr"]
+                if isinstance(lr, torch.Tensor):  # capturable optimisers keep lr on the device
+                    lr.mul_(factor)
+                else:
+                    group["lr"] = lr * factor
+        return (float(self.opt_g.param_groups[0]["lr"]), float(self.opt_d.param_groups[0]["lr"]))
+
     @property
     def sampling_G(self) -> nn.Module:
         """The generator to show and evaluate: the EMA one when it is on."""
         return self.G_ema if self.G_ema is not None else self.G
+
+
+def _grad_norm(module: nn.Module) -> torch.Tensor:
+    """||grad|| over all of a module's parameters, on the device (no host sync)."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros((), device=next(module.parameters()).device)
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def _rng_state(gen: torch.Generator, data_gen: torch.Generator) -> dict[str, Any]:
+    """Every random stream a run draws from: its own two, and the global ones (python, numpy,
+    torch CPU and CUDA) that library code may use."""
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "gen": gen.get_state(), "data_gen": data_gen.get_state(),
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                  "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
+                  "gauss": float(np_state["gauss"])},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], gen: torch.Generator,
+                   data_gen: torch.Generator) -> None:
+    gen.set_state(state["gen"])
+    data_gen.set_state(state["data_gen"])
+    torch.set_rng_state(state["torch"])
+    if "python" in state:
+        v, internal, gauss = state["python"]
+        random.setstate((v, tuple(internal), gauss))
+    if "numpy" in state:
+        s = state["numpy"]
+        np.random.set_state({"bit_generator": "MT19937",
+                             "state": {"key": s["key"].numpy().astype(np.uint32),
+                                       "pos": s["pos"]},
+                             "has_gauss": s["has_gauss"], "gauss": s["gauss"]})
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = state["cuda"][:torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def _optimizer(cfg: Config, module: nn.Module, lr: float, betas: list[float],
@@ -311,144 +428,6 @@ def to_unit(x: torch.Tensor, G: nn.Module) -> torch.Tensor:
     return (x - lo) / (hi - lo)
 
 
-def _snapshot(trainer: Trainer, run: Run) -> Path:
-    """Write this step's picture: an image grid, the 1-D density plot or the 2-D scatter."""
-    G, D, step = trainer.sampling_G, trainer.D, trainer.step_count
-    path = run.samples_dir / f"step-{step:07d}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    was_training = G.training
-    G.eval()
-    with torch.no_grad():
-        y = trainer.fixed_y
-        fake = G(trainer.fixed_z, y) if y is not None else G(trainer.fixed_z)
-        data = trainer.data
-        if isinstance(data, Gaussian1D):
-            xs = torch.linspace(*data.plot_range(), 400, device=trainer.device)
-            out = D(xs.unsqueeze(1))
-            d_of_x = torch.sigmoid(out) if trainer.objective.outputs_logits else out
-            viz.plot_density_1d(xs.cpu().numpy(), data.pdf(xs.cpu()).numpy(),
-                                fake.squeeze(1).cpu().numpy(), d_of_x.cpu().numpy(), path,
-                                title=f"iteration {step}")
-        elif isinstance(data, Points2D):
-            real = data.real_samples(len(fake), torch.Generator(trainer.device).manual_seed(0))
-            plot_points_2d(real.cpu().numpy(), fake.cpu().numpy(), data.mixture.centres, path,
-                           title=f"iteration {step}")
-        else:
-            nrow = len(fake) // trainer.num_classes if trainer.num_classes else None
-            viz.save_grid(to_unit(fake, G), path, nrow=nrow)
-    G.train(was_training)
-    return path
+from .session import train  # noqa: E402  (the run around the Trainer; kept importable here)
 
-
-def _finish_pictures(run: Run) -> None:
-    frames = sorted(run.samples_dir.glob("step-*.png"))
-    viz.save_gif(frames, run.dir / "progress.gif")
-    viz.plot_losses(run.metrics, run.dir / "losses.png", title=f"{run.config.preset}: losses")
-
-
-def _as_config(config: Config | dict[str, Any] | str | Path | None, overrides: dict[str, Any]):
-    if config is None:
-        return resolve(overrides.pop("preset", None), overrides=overrides)
-    if isinstance(config, Config):
-        return validate(dataclasses.replace(config, **overrides))
-    if isinstance(config, str | Path):
-        from .config import read_config_file
-
-        fields = read_config_file(config)
-        return resolve(overrides.pop("preset", None), fields, overrides)
-    if isinstance(config, dict):
-        merged = {**config, **overrides}
-        if set(FIELDS) <= set(merged):  # a complete config, e.g. a run's config.json
-            return from_dict(merged)
-        return resolve(merged.pop("preset", None), overrides=merged)
-    raise TypeError(f"config must be a Config, dict, path or None, not {type(config).__name__}")
-
-
-def train(config: Config | dict[str, Any] | str | Path | None = None, *, overwrite: bool = False,
-          progress: bool | None = None, **overrides: Any) -> Run:
-    """Train a GAN and return its :class:`Run`.
-
-    ``config`` is a :class:`Config`, a dict of fields (a preset name plus overrides, or a
-    complete config.json), a TOML/JSON file, or None for the default preset. Keyword
-    arguments override single fields: ``ganforge.train(preset="toy-1d", steps=500)``.
-    """
-    cfg = _as_config(config, dict(overrides))
-    device = pick_device(cfg.device)
-    # Everything that can fail on bad input happens before the run folder is touched.
-    data = load_dataset(cfg)
-    data_used = {**data.info, "device": str(device)}
-    if data.name != cfg.dataset:  # mnist fell back to the offline sample: record what ran
-        data_used["requested"] = cfg.dataset
-        cfg = dataclasses.replace(cfg, dataset=data.name)
-    trainer = Trainer(cfg, data, device)
-
-    out = Path(cfg.out) if cfg.out else default_out(cfg.preset)
-    cfg = dataclasses.replace(cfg, out=str(out))
-    trainer.cfg = cfg
-    prepare_dir(out, overwrite)
-    run = Run(dir=out, config=cfg, G=trainer.G, D=trainer.D)
-    run.write_config(data_used)
-    _snapshot(trainer, run)
-
-    bar = tqdm(total=cfg.steps, disable=None if progress is None else not progress,
-               unit="it", dynamic_ncols=True, desc=cfg.preset)
-    t_last, n_last = time.perf_counter(), 0
-    best: float | None = None
-    # a replay covers `unroll` iterations: a divisor of every interval keeps logs, grids and
-    # checkpoints on their exact steps; capture starts on a multiple of it
-    unroll = graph_unroll_for(cfg)
-    capture_at = -(-GRAPH_WARMUP // unroll) * unroll if trainer.wants_graph() else -1
-    try:
-        while trainer.step_count < cfg.steps:
-            if trainer.step_count == capture_at:
-                data_used["cuda_graphs"] = trainer.setup_cuda_graph(unroll)
-                run.write_config(data_used)
-            trainer.step(cfg.steps - trainer.step_count)
-            s = trainer.step_count
-            if s % cfg.log_every == 0 or s == cfg.steps:
-                row = trainer.read_stats()
-                now = time.perf_counter()
-                its = (s - n_last) / max(now - t_last, 1e-9)
-                t_last, n_last = now, s
-                run.log({"step": s, **row, "it_s": round(its, 2)})
-                bar.update(s - bar.n)
-                bar.set_postfix(d_loss=f"{row['d_loss']:.3f}", g_loss=f"{row['g_loss']:.3f}",
-                                refresh=False)
-                _check_finite(row, s, run)
-            if s % cfg.sample_every == 0 or s == cfg.steps:
-                _snapshot(trainer, run)
-            if cfg.eval_every and (s % cfg.eval_every == 0 or s == cfg.steps):
-                best = _evaluate(trainer, run, data, best)
-            if s % cfg.ckpt_every == 0 and s != cfg.steps:
-                checkpoint.save(run.latest_checkpoint, trainer.state_dict())
-    finally:
-        bar.close()
-    state = trainer.state_dict()
-    checkpoint.save(run.latest_checkpoint, state)
-    checkpoint.save(run.final_checkpoint, state)
-    _finish_pictures(run)
-    return run
-
-
-def _evaluate(trainer: Trainer, run: Run, data: Dataset, best: float | None) -> float | None:
-    """Log the configured metrics (of the EMA generator when on); keep the best checkpoint."""
-    from .evaluate import better, evaluate
-
-    cfg = trainer.cfg
-    result = evaluate(trainer.sampling_G, cfg, data, cfg.metrics, cfg.eval_n, cfg.features,
-                      trainer.device, trainer.num_classes, seed=cfg.seed)
-    run.log({"step": trainer.step_count, **{k: v for k, v in result.items()
-                                            if isinstance(v, int | float)}})
-    if cfg.keep_best and better(cfg.keep_best, result[cfg.keep_best], best):
-        best = result[cfg.keep_best]
-        checkpoint.save(run.checkpoints_dir / "best.safetensors",
-                        {**trainer.state_dict(), "best": {cfg.keep_best: best}})
-    return best
-
-
-def _check_finite(row: dict[str, float], step: int, run: Run) -> None:
-    bad = [k for k, v in row.items() if not np.isfinite(v)]
-    if bad:
-        last = run.latest_checkpoint if run.latest_checkpoint.exists() else "none yet"
-        raise GanforgeError(f"non-finite {', '.join(bad)} at iteration {step}; "
-                            f"last good checkpoint: {last}")
+__all__ = ["Trainer", "train", "to_unit", "pick_device", "graph_unroll_for"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,13 +52,25 @@ def save_gif(frames: Sequence[str | Path], path: str | Path,
     return path
 
 
-def _pyplot():
-    import matplotlib
+class _Figures:
+    """pyplot's ``subplots``/``close`` without pyplot: figures are drawn by the Agg renderer
+    on save, so nothing needs a display and a notebook's own backend is left alone."""
 
-    matplotlib.use("Agg")  # headless: never needs a display
-    import matplotlib.pyplot as plt
+    @staticmethod
+    def subplots(*args: Any, figsize: tuple[float, float] | None = None,
+                 dpi: float | None = None, **kwargs: Any) -> tuple[Any, Any]:
+        from matplotlib.figure import Figure
 
-    return plt
+        fig = Figure(figsize=figsize, dpi=dpi)
+        return fig, fig.subplots(*args, **kwargs)
+
+    @staticmethod
+    def close(fig: Any) -> None:
+        """Nothing to release: the figure is not registered with pyplot."""
+
+
+def _pyplot() -> type[_Figures]:
+    return _Figures
 
 
 def plot_losses(rows: Sequence[dict], path: str | Path, title: str = "") -> Path | None:

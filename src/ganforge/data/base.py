@@ -18,6 +18,9 @@ class Sampler:
     and ``next()`` then only reads those buffers, so it can be recorded in the graph.
     """
 
+    batch_size: int
+    slice: slice | None = None  # this rank's part of each global batch (None: all of it)
+
     def next(self) -> torch.Tensor:
         raise NotImplementedError
 
@@ -30,6 +33,14 @@ class Sampler:
 
     def stage(self) -> None:
         pass
+
+    def shard(self, rank: int, world: int) -> None:
+        """Several training processes: every rank draws the same global batch and keeps the
+        ``rank``-th of ``world`` equal slices of it."""
+        if world == 1:
+            return
+        b = self.batch_size // world
+        self.slice = slice(rank * b, (rank + 1) * b)
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -68,7 +79,8 @@ class DrawSampler(Sampler):
         self.ds, self.batch_size, self.generator = ds, batch_size, generator
 
     def next(self) -> torch.Tensor:
-        return self.ds.draw(self.batch_size, self.generator)
+        x = self.ds.draw(self.batch_size, self.generator)
+        return x if self.slice is None else x[self.slice]
 
 
 class EpochSampler(Sampler):
@@ -103,7 +115,8 @@ class EpochSampler(Sampler):
 
     def _indices(self) -> torch.Tensor:
         if self._static is None:
-            return self.next_indices()
+            idx = self.next_indices()
+            return idx if self.slice is None else idx[self.slice]
         idx = self._static[self._k % self._static.shape[0]]
         self._k += 1
         return idx
@@ -126,13 +139,16 @@ class EpochSampler(Sampler):
         if per_replay == 0:  # back to drawing indices on every call
             self._static = None
             return
-        self._static = torch.zeros(per_replay, self.batch_size, dtype=torch.long,
+        b = self.batch_size if self.slice is None else self.slice.stop - self.slice.start
+        self._static = torch.zeros(per_replay, b, dtype=torch.long,
                                    device=self.images.device)
         self._k = 0
 
     def stage(self) -> None:
         for j in range(self._static.shape[0]):
-            self._static[j].copy_(self.next_indices(), non_blocking=True)
+            idx = self.next_indices()
+            self._static[j].copy_(idx if self.slice is None else idx[self.slice],
+                                  non_blocking=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"perm": self.perm, "pos": self.pos, "epoch": self.epoch}

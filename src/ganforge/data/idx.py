@@ -32,7 +32,8 @@ _IDX_DTYPES: dict[int, str] = {
 _MAX_NDIM = 4
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path) -> tuple[bytes, bool]:
+    """The file's IDX bytes, and whether they came out of a gzip stream."""
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if not path.is_file():
@@ -42,15 +43,16 @@ def _read_bytes(path: Path) -> bytes:
             head = fh.read(2)
             fh.seek(0)
             if head != _GZIP_MAGIC:
-                return fh.read()
+                return fh.read(), False
             # Sniff the magic instead of trusting the suffix: files get renamed or
             # decompressed in place by other tools, keeping the wrong extension.
             try:
                 with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
-                    return gz.read()
+                    return gz.read(), True
             except EOFError:
                 raise DataError(
-                    f"{path}: truncated gzip stream (the file ends before the compressed data)"
+                    f"{path}: truncated gzip stream (the file ends in the middle of the "
+                    "compressed data)"
                 ) from None
             except (zlib.error, gzip.BadGzipFile) as exc:
                 raise DataError(f"{path}: corrupt gzip stream ({_one_line(exc)})") from None
@@ -115,7 +117,14 @@ def read_idx(path: str | Path) -> np.ndarray:
     what the header promises.
     """
     path = Path(path)
-    return _parse_idx(_read_bytes(path), path)
+    data, was_gzip = _read_bytes(path)
+    try:
+        return _parse_idx(data, path)
+    except DataError as e:
+        if path.suffix.lower() == ".gz" and not was_gzip and "not an IDX file" in str(e):
+            # it was read as raw IDX because it is not gzip: say so, the name promised gzip
+            raise DataError(f"{e} (and despite its .gz name, not gzip-compressed)") from None
+        raise
 
 
 def read_idx_pair(

@@ -112,9 +112,11 @@ def load_idx_dataset(name: str, *, data_dir: str | None, split: str, files: dict
                     file=sys.stderr,
                 )
                 return mnist_sample()
+            wanted = " and ".join(f"{stem}[.gz]" for p in prefixes for stem in _split_files(p))
             raise DataError(
                 f"{name} ({split}): IDX files not found in {where} and the download failed "
-                f"({e}); put the files there or pass --data-dir"
+                f"({e}); put {wanted} there"
+                + ("" if data_dir is not None else " or pass --data-dir")
             ) from None
     x, y, sources = found
     return ImageDataset(

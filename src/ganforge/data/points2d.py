@@ -82,11 +82,9 @@ def plot_points_2d(real: np.ndarray, fake: np.ndarray, centres: np.ndarray, path
               & (fake[:, 1] >= y0) & (fake[:, 1] <= y1))
     shown = f"{inside.mean():.0%} shown" if fake.size else "none"
 
-    import matplotlib
+    from ..viz import _pyplot
 
-    matplotlib.use("Agg")  # headless: never needs a display
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5.5), dpi=100)
     # fixed margins instead of tight_layout: tight_layout moves the axes when a title or tick
     # label changes width, and the GIF's frames would jump; the legend sits below the axes so
