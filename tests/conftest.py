@@ -42,3 +42,30 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("GANFORGE_MIRRORS", closed_port_url())
     monkeypatch.delenv("GANFORGE_DATA", raising=False)
+
+
+# Three tiny trained generators that the export and latent-walk tests share.
+GENERATOR_RUNS = {
+    "mlp": dict(preset="mlp-mnist"),                                   # uniform prior, sigmoid
+    # DCGAN: normal prior, BatchNorm, tanh; conditional, with an EMA generator
+    "cond": dict(preset="dcgan-mnist-conditional", ema=1.0, g_hidden=8, d_hidden=8,
+                 batch_size=16),
+    "toy": dict(preset="toy-1d", dataset="gaussian-1d"),               # 1-D outputs
+}
+
+
+@pytest.fixture(scope="session")
+def generator_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Run folders of GENERATOR_RUNS, trained for two iterations once per session."""
+    import ganforge
+
+    root = tmp_path_factory.mktemp("generator-runs")
+    tiny = dict(dataset="mnist-sample", steps=2, log_every=1, sample_every=2, ckpt_every=2,
+                progress=False)
+    with pytest.MonkeyPatch.context() as mp:  # the autouse isolation is per test; this is not
+        mp.setenv("GANFORGE_CACHE", str(root / "cache"))
+        mp.setenv("GANFORGE_MIRRORS", closed_port_url())
+        for name, kw in GENERATOR_RUNS.items():
+            ganforge.train(**{**tiny, **kw, "out": str(root / name)})
+    return {name: str(root / name) for name in GENERATOR_RUNS}
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import GENERATOR_RUNS
 from PIL import Image
 
 import ganforge
@@ -18,26 +19,12 @@ from ganforge.interpolate import (
     write_walk,
 )
 
-TINY = dict(dataset="mnist-sample", steps=2, log_every=1, sample_every=2, ckpt_every=2,
-            progress=False)
-CONV = dict(g_hidden=8, d_hidden=8, batch_size=16)  # DCGAN widths that train in a blink
-RUNS = {
-    "mlp": dict(preset="mlp-mnist"),                                   # uniform prior, sigmoid
-    # DCGAN: normal prior, BatchNorm, tanh; conditional, with an EMA generator
-    "cond": dict(preset="dcgan-mnist-conditional", ema=1.0, **CONV),
-    "toy": dict(preset="toy-1d", dataset="gaussian-1d"),               # 1-D outputs
-}
+RUNS = GENERATOR_RUNS
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("runs")
-    with pytest.MonkeyPatch.context() as mp:  # the autouse isolation is per test; this is not
-        mp.setenv("GANFORGE_CACHE", str(root / "cache"))
-        mp.setenv("GANFORGE_MIRRORS", "http://127.0.0.1:9/")
-        for name, kw in RUNS.items():
-            ganforge.train(**{**TINY, **kw, "out": str(root / name)})
-    return {name: str(root / name) for name in RUNS}
+def runs(generator_runs: dict[str, str]) -> dict[str, str]:
+    return generator_runs
 
 
 def tile(side: int, count: int) -> int:
