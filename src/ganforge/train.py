@@ -131,8 +131,7 @@ class Trainer:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.graph_unroll = 1
         self.graph_note = "off"
-        self.stat_names = ("d_loss", "g_loss", "d_real", "d_fake", *self.objective.extra_stats,
-                           "grad_norm_d", "grad_norm_g")
+        self.stat_names = ("d_loss", "g_loss", "d_real", "d_fake", *self.objective.extra_stats)
         self.stats = torch.zeros(len(self.stat_names), device=device)
         self._zero_stats()
 
@@ -188,8 +187,7 @@ class Trainer:
             self.stats[2:4] += shown.view(2, B).mean(1)
             extra = self.objective.stats()
             if extra is not None:
-                self.stats[4:-2] += extra
-            self.stats[-2] += _grad_norm(self.D)
+                self.stats[4:] += extra
 
     def g_step(self) -> None:
         z, y = self.noise.pop(), self.fake_labels.pop()
@@ -204,7 +202,6 @@ class Trainer:
             self._update_ema()
         with torch.no_grad():
             self.stats[1] += loss.detach()
-            self.stats[-1] += _grad_norm(self.G)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -295,12 +292,16 @@ class Trainer:
         self.counts = [0, 0]
 
     def read_stats(self) -> dict[str, float]:
-        """Means since the last call (over all ranks); the one host sync per log interval."""
-        values = average_(self.stats.clone(), self.world).tolist()
+        """Means since the last call (over all ranks), and the gradient norms of the last D
+        and G steps; the one host sync per log interval."""
+        norms = [_grad_norm(self.D), _grad_norm(self.G)]  # read here, not every step: free
+        values = average_(torch.cat([self.stats, torch.stack(norms)]), self.world).tolist()
         nd, ng = max(self.counts[0], 1), max(self.counts[1], 1)
         self._zero_stats()
-        return {name: v / (ng if name in ("g_loss", "grad_norm_g") else nd)
-                for name, v in zip(self.stat_names, values, strict=True)}
+        row = {name: v / (ng if name == "g_loss" else nd)
+               for name, v in zip(self.stat_names, values, strict=False)}
+        row["grad_norm_d"], row["grad_norm_g"] = values[-2:]
+        return row
 
     # --- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
