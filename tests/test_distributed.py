@@ -105,3 +105,28 @@ def test_a_rank_that_dies_makes_the_other_exit_with_a_clear_error(tmp_path):
     procs[1].wait()
     # the run folder still holds a loadable checkpoint
     assert checkpoint.load(tmp_path / "run" / "checkpoints" / "latest.safetensors")["step"] >= 0
+
+
+def test_sigterm_stops_every_process_after_the_same_step(tmp_path):
+    """`ganforge train --nproc 2` signalled: the ranks agree on a step, rank 0 checkpoints,
+    everything exits 0 (torchrun is not torn down mid-step), and the run resumes."""
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "ganforge", "train", "--nproc", "2",
+                          "--steps", "1000000", *TRAIN, "--out", str(out)], env=ENV,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    t0 = time.time()
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        assert p.poll() is None, p.communicate()
+        assert time.time() - t0 < 180, "training did not start"
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    _, stderr = p.communicate(timeout=120)
+    assert p.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert stderr.count("stopped by SIGTERM") == 1 and f"--resume {out}" in stderr
+    step = checkpoint.load(out / "checkpoints" / "latest.safetensors")["step"]
+    assert step % 10 == 0 and step >= 20  # the ranks stop together, at a log step
+    r = _ganforge("train", "--nproc", "2", "--resume", str(out), "--steps", str(step + 10))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert checkpoint.load(out / "checkpoints" / "final.safetensors")["step"] == step + 10

@@ -18,10 +18,12 @@ from __future__ import annotations
 import datetime
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -158,4 +160,30 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
     if shutil.which(sys.executable) is None and not os.path.exists(sys.executable):
         raise GanforgeError("--nproc: cannot find the Python interpreter to start torchrun")
-    return subprocess.call(cmd, env=env)
+    # torchrun in a session of its own: SIGTERM/Ctrl-C reach this process only, which hands
+    # them to the training processes themselves. They stop together after a step, checkpoint
+    # and exit 0, and torchrun with them (signalled itself, it would tear them down instead).
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def forward(signum: int, frame: object) -> None:
+        for pid in _children(proc.pid) or [proc.pid]:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc; empty elsewhere)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
