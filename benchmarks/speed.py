@@ -36,6 +36,18 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed(one, iters: int, device: torch.device) -> float:
+    """Iterations/s of ``one()`` after 20 warm-up calls."""
+    for _ in range(20):
+        one()
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(iters):
+        one()
+    sync(device)
+    return iters / (time.perf_counter() - t)
+
+
 def reference_loop(images: torch.Tensor, device: torch.device, iters: int, batch: int) -> float:
     """The loop as tutorials write it: DataLoader over float tensors, numpy noise, separate D
     calls on real and fake, BCE on probabilities, default Adam, ``.item()`` every step."""
@@ -70,14 +82,7 @@ def reference_loop(images: torch.Tensor, device: torch.device, iters: int, batch
         d_hist.append(d_loss.item())
         g_hist.append(g_loss.item())
 
-    for _ in range(20):
-        one()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(iters):
-        one()
-    sync(device)
-    return iters / (time.perf_counter() - t)
+    return timed(one, iters, device)
 
 
 def tight_loop(images: torch.Tensor, device: torch.device, iters: int, batch: int) -> float:
@@ -108,14 +113,7 @@ def tight_loop(images: torch.Tensor, device: torch.device, iters: int, batch: in
         opt_g.step()
         D.requires_grad_(True)
 
-    for _ in range(20):
-        one()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(iters):
-        one()
-    sync(device)
-    return iters / (time.perf_counter() - t)
+    return timed(one, iters, device)
 
 
 def trainer_rate(cfg, data, device: torch.device, iters: int) -> tuple[float, str]:
