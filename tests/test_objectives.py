@@ -127,3 +127,17 @@ def test_objective_hyper_parameters_come_from_the_config():
         == 0.05
     assert build_objective(resolve(overrides={"objective": "wgan-gp", "gp_lambda": 3.0})) \
         .gradient_penalty == 3.0
+
+
+def test_began_state_loads_in_place():
+    """BEGAN's k and M are read by a captured CUDA graph: a checkpoint is copied into the
+    very same tensors, not swapped for new ones."""
+    from ganforge.losses import BEGAN
+
+    trained, fresh = BEGAN(), BEGAN()
+    trained.k.fill_(0.3)
+    trained.m.fill_(0.7)
+    k, m = fresh.k, fresh.m
+    fresh.load_state_dict(trained.state_dict())
+    assert fresh.k is k and fresh.m is m
+    assert float(k) == pytest.approx(0.3) and float(m) == pytest.approx(0.7)

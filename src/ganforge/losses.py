@@ -167,11 +167,8 @@ class BEGAN(Objective):
         return {"k": self.k.clone(), "m": self.m.clone()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        if state:  # in place: a captured CUDA graph reads these very tensors
-            self.k = self.k.to(state["k"].device) if self.k.device != state["k"].device \
-                else self.k
+        if state:  # in place, across devices: a captured CUDA graph reads these very tensors
             self.k.copy_(state["k"])
-            self.m = self.m.to(self.k.device)
             self.m.copy_(state["m"])
 
 
