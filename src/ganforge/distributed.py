@@ -48,6 +48,13 @@ class World:
     def distributed(self) -> bool:
         return self.size > 1
 
+    def batch_slice(self, batch_size: int) -> slice | None:
+        """This rank's part of a global batch (None: all of it, when alone)."""
+        if not self.distributed:
+            return None
+        b = batch_size // self.size
+        return slice(self.rank * b, (self.rank + 1) * b)
+
 
 def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ

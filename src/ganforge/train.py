@@ -63,6 +63,7 @@ class Trainer:
             raise GanforgeError(f"--batch-size {cfg.batch_size} is the global batch: it must "
                                 f"divide evenly over the {world.size} processes")
         self.local_batch = cfg.batch_size // world.size  # this rank's share of each batch
+        self.part = world.batch_slice(cfg.batch_size)  # ... and where it lies in the batch
         if world.distributed and cfg.objective == "began":
             raise GanforgeError("objective 'began' keeps its equilibrium k per process; it is "
                                 "not supported with several processes")
@@ -94,7 +95,7 @@ class Trainer:
         self.gen = torch.Generator(device).manual_seed(cfg.seed)
         self.data_gen = torch.Generator(device).manual_seed(cfg.seed ^ DATA_SALT)
         self.batches = data.to(device).sampler(cfg.batch_size, self.data_gen)
-        self.batches.shard(world.rank, world.size)
+        self.batches.shard(self.part)
         if getattr(self.G, "out_range", None) and hasattr(self.batches, "value_range"):
             self.batches.value_range = self.G.out_range
         self.fixed_z, self.fixed_y = self._fixed_inputs()
@@ -233,9 +234,8 @@ class Trainer:
         """The per-step global batches of ``t``, cut to this rank's slice, last step first
         (``pop()`` hands them out in order). Every rank draws the same global numbers."""
         chunks = t.split(self.cfg.batch_size)
-        if self.world.distributed:
-            lo = self.world.rank * self.local_batch
-            chunks = [c[lo:lo + self.local_batch] for c in chunks]
+        if self.part is not None:
+            chunks = [c[self.part] for c in chunks]
         return list(chunks[::-1])
 
     def step(self, remaining: int | None = None) -> int:

@@ -34,13 +34,15 @@ class Sampler:
     def stage(self) -> None:
         pass
 
-    def shard(self, rank: int, world: int) -> None:
-        """Several training processes: every rank draws the same global batch and keeps the
-        ``rank``-th of ``world`` equal slices of it."""
-        if world == 1:
-            return
-        b = self.batch_size // world
-        self.slice = slice(rank * b, (rank + 1) * b)
+    def shard(self, part: slice | None) -> None:
+        """Several training processes: every rank draws the same global batch and keeps its
+        ``part`` of it (``World.batch_slice``)."""
+        self.slice = part
+
+    @property
+    def local_batch(self) -> int:
+        """How many samples of each batch this rank gets."""
+        return self.batch_size if self.slice is None else self.slice.stop - self.slice.start
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -104,6 +106,7 @@ class EpochSampler(Sampler):
         self._k = 0
 
     def next_indices(self) -> torch.Tensor:
+        """The next global batch's indices, cut to this rank's slice."""
         n = self.images.shape[0]
         if self.pos + self.batch_size > n:
             self.perm = torch.randperm(n, generator=self.generator, device=self.images.device)
@@ -111,12 +114,11 @@ class EpochSampler(Sampler):
             self.epoch += 1
         idx = self.perm[self.pos:self.pos + self.batch_size]
         self.pos += self.batch_size
-        return idx
+        return idx if self.slice is None else idx[self.slice]
 
     def _indices(self) -> torch.Tensor:
         if self._static is None:
-            idx = self.next_indices()
-            return idx if self.slice is None else idx[self.slice]
+            return self.next_indices()
         idx = self._static[self._k % self._static.shape[0]]
         self._k += 1
         return idx
@@ -139,16 +141,13 @@ class EpochSampler(Sampler):
         if per_replay == 0:  # back to drawing indices on every call
             self._static = None
             return
-        b = self.batch_size if self.slice is None else self.slice.stop - self.slice.start
-        self._static = torch.zeros(per_replay, b, dtype=torch.long,
+        self._static = torch.zeros(per_replay, self.local_batch, dtype=torch.long,
                                    device=self.images.device)
         self._k = 0
 
     def stage(self) -> None:
         for j in range(self._static.shape[0]):
-            idx = self.next_indices()
-            self._static[j].copy_(idx if self.slice is None else idx[self.slice],
-                                  non_blocking=True)
+            self._static[j].copy_(self.next_indices(), non_blocking=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"perm": self.perm, "pos": self.pos, "epoch": self.epoch}
