@@ -153,12 +153,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.npy:
         np.save(out, x.numpy())
     elif x.dim() == 2:  # 1-D or vector data: a histogram says more than a grid
-        plt = viz._pyplot()
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = viz.subplots(figsize=(6, 4))
         ax.hist(x[:, 0].numpy(), bins=60, density=True)
         ax.set_title(f"{args.n} samples, iteration {g.step}")
         fig.savefig(out)
-        plt.close(fig)
     else:
         viz.save_grid(x, out)
     print(f"wrote {args.n} samples from iteration {g.step} to {out}")

@@ -149,8 +149,7 @@ def _plot_walk(x: torch.Tensor, out: Path, title: str, y: torch.Tensor | None) -
     if dim > 2:
         raise GanforgeError(f"cannot plot a walk of {dim}-dimensional outputs: expected images, "
                             "1-D or 2-D outputs")
-    plt = viz._pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4) if dim == 1 else (6, 6), dpi=100)
+    fig, ax = viz.subplots(figsize=(7, 4) if dim == 1 else (6, 6), dpi=100)
     t = torch.linspace(0.0, 1.0, steps).numpy()
     for i in range(n):
         name = f"walk {i}" + (f" (class {int(y[i])})" if y is not None else "")
@@ -172,5 +171,4 @@ def _plot_walk(x: torch.Tensor, out: Path, title: str, y: torch.Tensor | None) -
         ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(out)
-    plt.close(fig)
     return out

@@ -52,25 +52,15 @@ def save_gif(frames: Sequence[str | Path], path: str | Path,
     return path
 
 
-class _Figures:
-    """pyplot's ``subplots``/``close`` without pyplot: figures are drawn by the Agg renderer
-    on save, so nothing needs a display and a notebook's own backend is left alone."""
+def subplots(*args: Any, figsize: tuple[float, float] | None = None, dpi: float | None = None,
+             **kwargs: Any) -> tuple[Any, Any]:
+    """pyplot's ``subplots`` without pyplot: the figure is drawn by the Agg renderer on save
+    and freed with its last reference, so nothing needs a display, nothing needs closing, and
+    a notebook's own backend is left alone."""
+    from matplotlib.figure import Figure
 
-    @staticmethod
-    def subplots(*args: Any, figsize: tuple[float, float] | None = None,
-                 dpi: float | None = None, **kwargs: Any) -> tuple[Any, Any]:
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=figsize, dpi=dpi)
-        return fig, fig.subplots(*args, **kwargs)
-
-    @staticmethod
-    def close(fig: Any) -> None:
-        """Nothing to release: the figure is not registered with pyplot."""
-
-
-def _pyplot() -> type[_Figures]:
-    return _Figures
+    fig = Figure(figsize=figsize, dpi=dpi)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def plot_losses(rows: Sequence[dict], path: str | Path, title: str = "") -> Path | None:
@@ -78,9 +68,8 @@ def plot_losses(rows: Sequence[dict], path: str | Path, title: str = "") -> Path
     rows = [r for r in rows if "d_loss" in r]
     if not rows:
         return None
-    plt = _pyplot()
     steps = [r["step"] for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig, ax = subplots(figsize=(7, 4), dpi=100)
     ax.plot(steps, [r["d_loss"] for r in rows], label="D loss")
     ax.plot(steps, [r["g_loss"] for r in rows], label="G loss")
     ax.set_xlabel("iteration")
@@ -90,15 +79,13 @@ def plot_losses(rows: Sequence[dict], path: str | Path, title: str = "") -> Path
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return Path(path)
 
 
 def plot_density_1d(xs: np.ndarray, real_pdf: np.ndarray, fake: np.ndarray, d_of_x: np.ndarray,
                     path: str | Path, title: str = "") -> Path:
     """Real density, G's density (histogram) and D(x), on one x axis."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig, ax = subplots(figsize=(7, 4), dpi=100)
     ax.plot(xs, real_pdf, color="tab:blue", label="real density")
     inside = fake[(fake >= xs[0]) & (fake <= xs[-1])]
     if inside.size:  # G may start outside the axis entirely: then there is nothing to draw
@@ -113,5 +100,4 @@ def plot_density_1d(xs: np.ndarray, real_pdf: np.ndarray, fake: np.ndarray, d_of
     ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return Path(path)

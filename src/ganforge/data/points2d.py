@@ -82,10 +82,9 @@ def plot_points_2d(real: np.ndarray, fake: np.ndarray, centres: np.ndarray, path
               & (fake[:, 1] >= y0) & (fake[:, 1] <= y1))
     shown = f"{inside.mean():.0%} shown" if fake.size else "none"
 
-    from ..viz import _pyplot
+    from ..viz import subplots
 
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 5.5), dpi=100)
+    fig, ax = subplots(figsize=(5, 5.5), dpi=100)
     # fixed margins instead of tight_layout: tight_layout moves the axes when a title or tick
     # label changes width, and the GIF's frames would jump; the legend sits below the axes so
     # it never hides a mode
@@ -106,7 +105,6 @@ def plot_points_2d(real: np.ndarray, fake: np.ndarray, centres: np.ndarray, path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
