@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from . import checkpoint, distributed, health, tblog, viz
 from .config import FIELDS, Config, from_dict, resolve, validate
-from .data import Dataset, Gaussian1D, Points2D, load_dataset, plot_points_2d
+from .data import Gaussian1D, Points2D, load_dataset, plot_points_2d
 from .errors import GanforgeError
 from .run import Run, default_out, prepare_dir
 from .train import GRAPH_WARMUP, Trainer, graph_unroll_for, pick_device, to_unit
@@ -83,44 +83,48 @@ class _StopRequest:
 class Session:
     """A run folder, a trainer, and the bookkeeping between them."""
 
-    def __init__(self, cfg: Config, data: Dataset, trainer: Trainer, run: Run,
-                 data_used: dict[str, Any], world: distributed.World,
-                 progress: bool | None) -> None:
-        self.cfg, self.data, self.trainer, self.run_ = cfg, data, trainer, run
-        self.data_used, self.world, self.progress = data_used, world, progress
-        self.best: float | None = None
-        self.rollbacks = 0
-        self.health = health.HealthMonitor(probabilities=trainer.objective.outputs_logits,
-                                           data_diversity=health.data_diversity(data),
+    def __init__(self, cfg: Config, progress: bool | None) -> None:
+        """Join the other processes (if any), load the data, build the trainer and the
+        evaluation features: everything that can fail on bad input, before any folder is
+        touched."""
+        self.world, device_name = distributed.init(cfg.device, cfg.dist_timeout)
+        device = pick_device(device_name)
+        self.data = load_dataset(cfg)
+        self.data_used = {**self.data.info, "device": str(device), "processes": self.world.size}
+        if self.data.name != cfg.dataset:  # mnist fell back to the offline sample: record it
+            self.data_used["requested"] = cfg.dataset
+            cfg = dataclasses.replace(cfg, dataset=self.data.name)
+        self.cfg, self.progress = cfg, progress
+        self.trainer = Trainer(cfg, self.data, device, self.world)
+        self.trainer.wants_graph()  # --cuda-graphs on without a GPU fails here
+        self.features = _eval_features(cfg, device)  # the network of --eval-every
+        self.health = health.HealthMonitor(probabilities=self.trainer.objective.outputs_logits,
+                                           data_diversity=health.data_diversity(self.data),
                                            saturating=cfg.objective == "minimax")
         self.tb: tblog.TensorBoardLogger | None = None
-        self.features: Any = None  # the feature network of --eval-every, loaded up front
+        self.run_: Run
+        self.best: float | None = None
+        self.rollbacks = 0
+        self.saved_at: int | None = None  # the iteration of checkpoints/latest
+        self.capture_at = -1  # the iteration at which the CUDA graph is captured (-1: never)
+
+    def _open_run(self, out: Path) -> Run:
+        self.cfg = self.trainer.cfg = dataclasses.replace(self.cfg, out=str(out))
+        self.run_ = Run(dir=out, config=self.cfg, G=self.trainer.G, D=self.trainer.D)
+        return self.run_
 
     # --- setting up ------------------------------------------------------------------------
     @classmethod
     def fresh(cls, cfg: Config, overwrite: bool, progress: bool | None) -> Session:
-        world, device_name = distributed.init(cfg.device, cfg.dist_timeout)
-        device = pick_device(device_name)
-        # Everything that can fail on bad input happens before the run folder is touched.
-        data = load_dataset(cfg)
-        data_used = {**data.info, "device": str(device), "processes": world.size}
-        if data.name != cfg.dataset:  # mnist fell back to the offline sample: record what ran
-            data_used["requested"] = cfg.dataset
-            cfg = dataclasses.replace(cfg, dataset=data.name)
-        trainer = Trainer(cfg, data, device, world)
-        trainer.wants_graph()  # --cuda-graphs on without a GPU fails here
-        features = _eval_features(cfg, device)
+        session = cls(cfg, progress)
+        world = session.world
         out = Path(cfg.out) if cfg.out else default_out(cfg.preset)
         out = Path(_from_rank0(str(out), world))  # a timestamped default must be one folder
-        cfg = dataclasses.replace(cfg, out=str(out))
-        trainer.cfg = cfg
         _all_ranks(lambda: prepare_dir(out, overwrite) if world.is_main else None, world)
-        run = Run(dir=out, config=cfg, G=trainer.G, D=trainer.D)
-        session = cls(cfg, data, trainer, run, data_used, world, progress)
-        session.features = features
+        run = session._open_run(out)
         if world.is_main:
-            run.write_config(data_used)
-            session.tb = tblog.open_logger(out, cfg.tensorboard)
+            run.write_config(session.data_used)
+            session.tb = tblog.open_logger(out, session.cfg.tensorboard)
         session.snapshot()
         session.save_latest()  # a first good checkpoint: resume and rollback always have one
         return session
@@ -144,25 +148,19 @@ class Session:
             raise GanforgeError(f"--resume {run_dir}: the run already reached iteration "
                                 f"{state['step']}; pass --steps N with N > {state['step']} to "
                                 "train it further")
-        world, device_name = distributed.init(cfg.device, cfg.dist_timeout)
-        device = pick_device(device_name)
-        data = load_dataset(cfg)
-        trainer = Trainer(cfg, data, device, world)
-        trainer.wants_graph()
-        features = _eval_features(cfg, device)
+        session = cls(cfg, progress)
+        trainer = session.trainer
         trainer.load_state_dict(state, ckpt)
-        data_used = {**record.get("data_used", {}), "device": str(device),
-                     "processes": world.size}
-        run = Run(dir=run_dir, config=cfg, G=trainer.G, D=trainer.D)
-        session = cls(cfg, data, trainer, run, data_used, world, progress)
-        session.features = features
         session.load_state_dict(state.get("session") or {})
-        if world.is_main:
+        session.saved_at = trainer.step_count
+        session.data_used = {**record.get("data_used", {}), **session.data_used}
+        run = session._open_run(run_dir)
+        if session.world.is_main:
             session.tb = tblog.open_logger(run_dir, cfg.tensorboard, trainer.step_count + 1)
             _remove_partial_saves(run.checkpoints_dir)
             run.metrics = _truncate_metrics(run.dir / "metrics.jsonl", trainer.step_count)
-            run.write_config({**data_used, "resumed_from": {"checkpoint": str(ckpt),
-                                                            "step": trainer.step_count}})
+            run.write_config({**session.data_used, "resumed_from": {
+                "checkpoint": str(ckpt), "step": trainer.step_count}})
             print(f"ganforge: resuming {run_dir} at iteration {trainer.step_count} of "
                   f"{cfg.steps}", file=sys.stderr)
         return session
@@ -175,16 +173,14 @@ class Session:
                    if self.world.is_main else True)
         self._t_last, self._n_last = time.perf_counter(), trainer.step_count
         # a replay covers `unroll` iterations: a divisor of every interval keeps logs, grids
-        # and checkpoints on their exact steps; capture starts on a multiple of it
+        # and checkpoints on their exact steps
         unroll = graph_unroll_for(cfg)
-        capture_at = -1
-        if trainer.wants_graph():
-            capture_at = -(-(trainer.step_count + GRAPH_WARMUP) // unroll) * unroll
+        self.plan_capture(unroll)
         try:
             with _StopRequest() as stop:
                 while True:  # until the final checkpoint is written with finite weights
                     while trainer.step_count < cfg.steps:
-                        if trainer.step_count == capture_at:
+                        if trainer.step_count == self.capture_at:
                             self.data_used["cuda_graphs"] = trainer.setup_cuda_graph(unroll)
                             if self.world.is_main:
                                 run.write_config(self.data_used)
@@ -222,6 +218,13 @@ class Session:
         if self.world.is_main:
             _finish_pictures(run)
         return run
+
+    def plan_capture(self, unroll: int) -> None:
+        """Capture the CUDA graph after a few eager (warm-up) iterations, on a multiple of the
+        iterations per replay."""
+        if self.trainer.wants_graph():
+            s = self.trainer.step_count + GRAPH_WARMUP
+            self.capture_at = -(-s // unroll) * unroll
 
     def _should_stop(self, stop: _StopRequest, s: int) -> bool:
         if not self.world.distributed:
@@ -323,17 +326,13 @@ class Session:
                 checkpoint.save(run.final_checkpoint, state)
         if self.world.distributed:  # the others may read it next (rollback)
             torch.distributed.barrier()
+        self.saved_at = trainer.step_count
         return True
 
     def _last_good(self) -> str:
-        p = self.run_.latest_checkpoint
-        if not p.exists():
+        if self.saved_at is None:
             return "none"
-        try:
-            step = json.loads(_header_state(p)).get("step", "?")
-        except (OSError, ValueError):
-            step = "?"
-        return f"{p} (iteration {step})"
+        return f"{self.run_.latest_checkpoint} (iteration {self.saved_at})"
 
     def non_finite(self, s: int, row: dict[str, float]) -> None:
         """A non-finite loss or weight: stop (the default), or roll back to the last good
@@ -352,6 +351,11 @@ class Session:
         self.load_state_dict(state.get("session") or {})  # health and best-metric as they were
         self.rollbacks = rollbacks
         g_lr, d_lr = trainer.set_learning_rates(cfg.nan_lr_factor)
+        if trainer.graph is not None:
+            # the graph holds the replaced optimiser state's tensors: capture it again
+            trainer.graph = None
+            trainer.batches.make_static(0)
+            self.plan_capture(trainer.graph_unroll)
         message = (f"non-finite {bad} at iteration {s}: rolled back to iteration "
                    f"{trainer.step_count} ({ckpt.name}) with learning rates x{cfg.nan_lr_factor} "
                    f"(G {g_lr:.3g}, D {d_lr:.3g}); rollback {self.rollbacks} of "
@@ -439,16 +443,6 @@ def _truncate_metrics(path: Path, step: int) -> list[dict[str, Any]]:
     kept = [r for r in rows if int(r.get("step", 0)) <= step]
     path.write_text("".join(json.dumps(r) + "\n" for r in kept))
     return kept
-
-
-def _header_state(path: Path) -> str:
-    """The JSON skeleton's top level, read without loading the tensors."""
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        meta = json.loads(f.read(n)).get("__metadata__") or {}
-    skeleton = json.loads(meta.get("state", "{}"))
-    pairs = skeleton.get("__dict__", [])
-    return json.dumps({k: v for k, v in pairs if isinstance(v, int | float | str)})
 
 
 def _finite(row: dict[str, float]) -> bool:
