@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,9 +70,8 @@ def _overrides(args: argparse.Namespace) -> dict:
     overrides = parse_set(args.sets)
     flags = [*TRAIN_FLAGS, "on_nan", "tensorboard"]
     overrides.update({k: getattr(args, k) for k in flags if getattr(args, k, None) is not None})
-    for k in ("metrics", "on_nan", "tensorboard"):
-        if k in overrides:  # typed from text like --set
-            overrides[k] = coerce(k, overrides[k], from_text=True)
+    if "metrics" in overrides:  # --metrics fid,kid: a list given as text
+        overrides["metrics"] = coerce("metrics", overrides["metrics"], from_text=True)
     return overrides
 
 
@@ -109,8 +109,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(json.dumps(cfg.to_dict(), indent=2))
             return 0
         run = train(cfg, overwrite=args.overwrite)
-    import os
-
     if run.stopped or os.environ.get("RANK", "0") != "0":
         return 0  # a stop already said how to resume; only rank 0 reports
     cfg = run.config

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -165,8 +164,6 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     env = dict(os.environ)
     if "OMP_NUM_THREADS" not in env:  # CPU ranks share the cores instead of oversubscribing
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
-    if shutil.which(sys.executable) is None and not os.path.exists(sys.executable):
-        raise GanforgeError("--nproc: cannot find the Python interpreter to start torchrun")
     # torchrun in a session of its own: SIGTERM/Ctrl-C reach this process only, which hands
     # them to the training processes themselves. They stop together after a step, checkpoint
     # and exit 0, and torchrun with them (signalled itself, it would tear them down instead).
