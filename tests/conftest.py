@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -68,4 +73,26 @@ def generator_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         for name, kw in GENERATOR_RUNS.items():
             ganforge.train(**{**tiny, **kw, "out": str(root / name)})
     return {name: str(root / name) for name in GENERATOR_RUNS}
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    """Serves a folder without logging each request to stderr."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def serve_directory(directory: Path,
+                    handler: type[SimpleHTTPRequestHandler] = QuietHandler) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 for ``directory``; yields its base URL (ending "/")."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(directory)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
 

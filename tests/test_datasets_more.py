@@ -9,16 +9,12 @@ import pickle
 import re
 import struct
 import tarfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import serve_directory
 from PIL import Image
 
 from ganforge.data import cifar
@@ -191,25 +187,6 @@ def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextmanager
-def _serve(directory: Path) -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0),
-                                partial(_QuietHandler, directory=str(directory)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
-
-
 def _expected(batches: dict[str, dict], names: list[str]) -> tuple[torch.Tensor, list[int]]:
     seeds = {name: seed for seed, name in enumerate(BATCH_SIZES)}
     x = np.concatenate([_images(BATCH_SIZES[n], seeds[n]) for n in names]).transpose(0, 3, 1, 2)
@@ -224,7 +201,7 @@ def test_cifar_download_splits_and_cache(tmp_path: Path, monkeypatch: pytest.Mon
     archive = _archive(www / CIFAR10_ARCHIVE, batches)
     monkeypatch.setitem(cifar.CIFAR10_FILES, CIFAR10_ARCHIVE, _md5(archive))
 
-    with _serve(www) as url:
+    with serve_directory(www) as url:
         train = load_cifar10(None, "train", mirrors=[url])
         assert f"downloading {CIFAR10_ARCHIVE} from {url}" in capsys.readouterr().err
     cached = cache_dir() / "cifar10" / CIFAR10_ARCHIVE
@@ -255,7 +232,7 @@ def test_cifar_bad_md5_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
     www.mkdir()
     _archive(www / CIFAR10_ARCHIVE, _batches())
     monkeypatch.setitem(cifar.CIFAR10_FILES, CIFAR10_ARCHIVE, "0" * 32)
-    with _serve(www) as url, pytest.raises(DataError, match="MD5 mismatch"):
+    with serve_directory(www) as url, pytest.raises(DataError, match="MD5 mismatch"):
         load_cifar10(None, "train", mirrors=[url])
     assert [p for p in cache_dir().rglob("*") if p.is_file()] == []
 

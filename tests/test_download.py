@@ -6,14 +6,11 @@ import hashlib
 import os
 import shutil
 import socket
-import threading
 from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import shared_files
+from conftest import QuietHandler, serve_directory, shared_files
 
 from ganforge.data.download import (
     FASHION_MIRRORS,
@@ -34,7 +31,7 @@ def shared_mnist_dir() -> Path:
     return shared_files("mnist", IMAGES, LABELS)[0].parent
 
 
-class _Handler(SimpleHTTPRequestHandler):
+class _Handler(QuietHandler):
     def do_GET(self) -> None:
         # /hangup/<name>: promise the full length, send half, close. Exercises the
         # client seeing a short body rather than an HTTP error.
@@ -48,9 +45,6 @@ class _Handler(SimpleHTTPRequestHandler):
             self.close_connection = True
             return
         super().do_GET()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +62,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         flipped = bytearray(data)
         flipped[len(data) // 2] ^= 0xFF
         (root / "corrupt" / name).write_bytes(bytes(flipped))
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serve_directory(root, _Handler) as url:
+        yield url.rstrip("/")
 
 
 @pytest.fixture
