@@ -14,7 +14,6 @@ import hashlib
 import io
 import os
 import pickle
-import re
 import shutil
 import struct
 import subprocess
@@ -160,7 +159,6 @@ class Row:
     setup: Callable[[Path, Path], None] | None = None
     subprocess: bool = True  # False: ganforge.cli.main in-process (pure validation)
     progress: bool = False  # "downloading ..." lines may come before the error
-    argparse: bool = False  # argparse's own usage + "error:" lines are accepted too
     absent: tuple[str, ...] = ()  # files that must not exist afterwards
 
 
@@ -384,13 +382,9 @@ def test_bad_input(row: Row, trained_run: Path, tmp_path: Path,
     lines = [line for line in err.splitlines() if line.strip()]
     if row.progress:
         lines = [line for line in lines if not line.startswith("downloading ")]
-    if row.argparse and lines and lines[0].startswith("usage: "):
-        message = lines[-1]  # argparse: usage lines, then "ganforge CMD: error: ..."
-        assert re.match(r"ganforge \w+: error: ", message), err
-    else:
-        assert len(lines) == 1, f"expected a one-line error, got:\n{err}"
-        message = lines[0]
-        assert message.startswith("ganforge: error: "), err
+    assert len(lines) == 1, f"expected a one-line error, got:\n{err}"
+    message = lines[0]
+    assert message.startswith("ganforge: error: "), err
     assert code == 2, err
     for text in row.names:
         assert fill(text) in message, f"{fill(text)!r} not in {message!r}"
