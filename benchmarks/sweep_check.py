@@ -33,8 +33,9 @@ def main() -> None:
     for k in (0, args.runs - 1):
         single = ganforge.train(runs[k].config, out=tempfile.mkdtemp(), overwrite=True,
                                 progress=False)
+        rows = [[r for r in run.metrics if "d_loss" in r] for run in (runs[k], single)]
         worst = max(abs(a[key] - b[key]) / max(abs(b[key]), 1e-8)
-                    for a, b in zip(runs[k].metrics, single.metrics, strict=True)
+                    for a, b in zip(*rows, strict=True)
                     for key in ("d_loss", "g_loss"))
         print(f"run {k} (seed {runs[k].config.seed}, lr {runs[k].config.g_lr}): largest relative "
               f"loss difference to the single run over {args.steps} steps: {worst:.2e}")

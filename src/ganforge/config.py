@@ -72,6 +72,7 @@ class Config:
     compile: bool = False  # torch.compile G and D
     amp: str = "off"  # off | bf16: autocast the forward passes
     channels_last: bool = False  # NHWC memory format for convolutional models
+    backward: str = "auto"  # auto | autograd | manual: MLP gradients by hand (auto: on CPUs)
     tf32: bool = False  # TensorFloat-32 matmuls/convolutions on GPUs (faster, ~10-bit mantissa)
     # outputs
     out: str | None = None
@@ -238,6 +239,8 @@ def validate(cfg: Config) -> Config:
     _check_names(cfg)
     if cfg.cuda_graphs not in ("auto", "on", "off"):
         raise GanforgeError(f"--cuda-graphs: expected auto, on or off, got {cfg.cuda_graphs!r}")
+    if cfg.backward not in ("auto", "autograd", "manual"):
+        raise GanforgeError(f"backward: expected auto, autograd or manual, got {cfg.backward!r}")
     for name in ("r1_gamma", "r2_gamma", "ema", "gp_lambda", "clip"):
         if getattr(cfg, name) < 0:
             raise GanforgeError(f"{name}: expected a non-negative number, got {getattr(cfg, name)}")

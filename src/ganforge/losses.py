@@ -30,6 +30,19 @@ class Objective:
     def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def d_loss_grad(self, real: torch.Tensor,
+                    fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``d_loss`` and the gradients of its sum with respect to ``real`` and ``fake``, for
+        backward passes written by hand (:mod:`ganforge.mlp_grads`): autograd on the outputs
+        alone, unless an objective knows the closed form."""
+        loss, (g_real, g_fake) = _value_and_grad(self.d_loss, real, fake)
+        return loss, g_real, g_fake
+
+    def g_loss_grad(self, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``g_loss`` and the gradient of its sum with respect to ``fake``."""
+        loss, (g_fake,) = _value_and_grad(self.g_loss, fake)
+        return loss, g_fake
+
     def after_d_step(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> None:
         """Called after each optimiser step of D (weight clipping, BEGAN's k)."""
 
@@ -45,30 +58,52 @@ class Objective:
         pass
 
 
+def _value_and_grad(loss_fn, *outputs: torch.Tensor) -> tuple[torch.Tensor,
+                                                                tuple[torch.Tensor, ...]]:
+    leaves = [o.detach().requires_grad_() for o in outputs]
+    with torch.enable_grad():
+        loss = loss_fn(*leaves)
+        grads = torch.autograd.grad(loss.sum(), leaves)
+    return loss.detach(), grads
+
+
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")
 
 
-def _gan_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    # -mean(log D(x) + log(1 - D(G(z))))
-    return (F.softplus(-real) + F.softplus(fake)).mean(-1)
+class _Classic(Objective):
+    """D: -mean(log D(x) + log(1 - D(G(z)))) with D(x) = sigmoid(logit)."""
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return (F.softplus(-real) + F.softplus(fake)).mean(-1)
+
+    def d_loss_grad(self, real: torch.Tensor,
+                    fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # d softplus(-l)/dl = sigmoid(l) - 1;  d softplus(l)/dl = sigmoid(l)
+        n = real.shape[-1]
+        return (self.d_loss(real, fake), torch.sigmoid(real).sub_(1).div_(n),
+                torch.sigmoid(fake).div_(n))
 
 
 @OBJECTIVES.register("nonsaturating", "G: -mean log D(G(z)) (Goodfellow et al.'s practical fix)")
-class NonSaturating(Objective):
+class NonSaturating(_Classic):
     name = "nonsaturating"
-    d_loss = staticmethod(_gan_d_loss)
 
     def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
         return F.softplus(-fake).mean(-1)
 
+    def g_loss_grad(self, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.g_loss(fake), torch.sigmoid(fake).sub_(1).div_(fake.shape[-1])
+
 
 @OBJECTIVES.register("minimax", "G: mean log(1 - D(G(z))), the saturating game value")
-class Minimax(Objective):
+class Minimax(_Classic):
     name = "minimax"
-    d_loss = staticmethod(_gan_d_loss)
 
     def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
         return -F.softplus(fake).mean(-1)
+
+    def g_loss_grad(self, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.g_loss(fake), torch.sigmoid(fake).neg_().div_(fake.shape[-1])
 
 
 @OBJECTIVES.register("least-squares", "LSGAN (Mao et al.): D: 1/2 (D(x)-1)^2 + 1/2 D(G(z))^2")

@@ -30,9 +30,9 @@ from .run import Run, default_out, prepare_dir
 from .train import GRAPH_WARMUP, Trainer, graph_unroll_for, pick_device, to_unit
 
 # Fields a resumed run may change: how long it trains and how it is watched, not what it is.
-RESUME_MAY_CHANGE = ("steps", "device", "cuda_graphs", "compile", "log_every", "sample_every",
-                     "ckpt_every", "eval_every", "eval_n", "tensorboard", "on_nan",
-                     "nan_lr_factor", "max_rollbacks", "dist_timeout")
+RESUME_MAY_CHANGE = ("steps", "device", "cuda_graphs", "compile", "backward", "log_every",
+                     "sample_every", "ckpt_every", "eval_every", "eval_n", "tensorboard",
+                     "on_nan", "nan_lr_factor", "max_rollbacks", "dist_timeout")
 
 
 def train(config: Config | dict[str, Any] | str | Path | None = None, *, overwrite: bool = False,
@@ -97,6 +97,7 @@ class Session:
         self.cfg, self.progress = cfg, progress
         self.trainer = Trainer(cfg, self.data, device, self.world)
         self.trainer.wants_graph()  # --cuda-graphs on without a GPU fails here
+        self.data_used["backward"] = "by hand" if self.trainer.by_hand else "autograd"
         self.features = _eval_features(cfg, device)  # the network of --eval-every
         self.health = health.HealthMonitor(probabilities=self.trainer.objective.outputs_logits,
                                            data_diversity=health.data_diversity(self.data),

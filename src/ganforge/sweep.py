@@ -20,12 +20,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import checkpoint, viz
+from . import checkpoint, optim, viz
 from .config import Config, coerce, validate
 from .data import Dataset, Gaussian1D, load_dataset
 from .data.base import EpochSampler
 from .errors import GanforgeError
 from .losses import OBJECTIVES
+from .mlp_grads import Chain, MLPGradients
 from .models import build_models
 from .priors import PRIORS
 from .run import Run, default_out, prepare_dir
@@ -60,6 +61,11 @@ class StackedMLP(nn.Module):
                 x = self.acts[i](x)
         return x
 
+    def chain(self) -> Chain:
+        """The same layers for backward passes by hand (:mod:`ganforge.mlp_grads`)."""
+        acts = [self.acts[i] if i < len(self.acts) else nn.Identity() for i in range(len(self.W))]
+        return Chain(list(self.W), list(self.b), acts, stacked=True)
+
     def unstack_into(self, net: nn.Module, k: int) -> nn.Module:
         """Copy run k's weights into an ordinary (unstacked) module of the same architecture."""
         layers = [m for m in net.modules() if isinstance(m, nn.Linear)]
@@ -71,7 +77,11 @@ class StackedMLP(nn.Module):
 
 
 class StackedAdam:
-    """Adam (as torch.optim.Adam computes it) with a learning rate per run, shape (R, 1, 1)."""
+    """Adam (as torch.optim.Adam computes it) with a learning rate per run, shape (R, 1, 1).
+
+    On CUDA it is a handful of multi-tensor kernels over the stacked tensors (capturable in a
+    CUDA graph). On the CPU, where those kernels are passes over memory, the runs that share
+    a learning rate are updated by one call of torch's fused Adam on their slices."""
 
     def __init__(self, params: list[nn.Parameter], lr: torch.Tensor, betas: list[float],
                  eps: float = 1e-8) -> None:
@@ -79,9 +89,16 @@ class StackedAdam:
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
         self.t = torch.zeros((), device=lr.device)  # a tensor, so CUDA graphs can capture it
+        self.groups: dict[float, list[int]] = {}  # learning rate -> runs, for the fused update
+        if lr.device.type == "cpu" and optim.available():
+            for k, value in enumerate(lr.view(-1).tolist()):
+                self.groups.setdefault(value, []).append(k)
 
     @torch.no_grad()
     def step(self) -> None:
+        if self.groups:
+            self._fused_step()
+            return
         # multi-tensor (foreach) kernels: a handful of launches for all layers, not ~10 each
         self.t += 1
         bc1 = 1 - self.b1 ** self.t
@@ -96,6 +113,15 @@ class StackedAdam:
         update = torch._foreach_div(self.m, denom)
         torch._foreach_mul_(update, [self.lr / bc1] * len(update))  # per-run step sizes
         torch._foreach_sub_(self.params, update)
+
+    def _fused_step(self) -> None:
+        self.t += 1
+        runs = [[t.unbind(0) for t in ts] for ts in
+                (self.params, [p.grad for p in self.params], self.m, self.v)]
+        for lr, ks in self.groups.items():
+            p, g, m, v = ([t[k] for t in per_layer for k in ks] for per_layer in runs)
+            optim.fused_adam_(p, g, m, v, [self.t] * len(p), lr=lr, betas=(self.b1, self.b2),
+                              eps=self.eps)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -175,6 +201,9 @@ class SweepTrainer:
         self.opt_g = StackedAdam(list(self.G.parameters()), lr("g_lr"), cfg.g_betas)
         self.opt_d = StackedAdam(list(self.D.parameters()), lr("d_lr"), cfg.d_betas)
         self.opt_g_step, self.opt_d_step = self.opt_g.step, self.opt_d.step
+        self.by_hand: MLPGradients | None = None  # gradients by hand: the CPU's fast path
+        if cfg.backward == "manual" or (cfg.backward == "auto" and device.type == "cpu"):
+            self.by_hand = MLPGradients(self.G.chain(), self.D.chain(), self.objective)
         if cfg.compile:  # the Adam update becomes a few fused kernels instead of ~40
             self.opt_g_step = torch.compile(self.opt_g.step)
             self.opt_d_step = torch.compile(self.opt_d.step)
@@ -219,26 +248,32 @@ class SweepTrainer:
 
     def d_step(self) -> None:
         B = self.cfg.batch_size
-        real = self.reals.pop()
-        with torch.no_grad():
-            fake = self.G(self.noise.pop())
-        logits = self.D(torch.cat([real, fake], 1)).squeeze(2)
-        real_logits, fake_logits = logits[:, :B], logits[:, B:]
-        loss = self.objective.d_loss(real_logits, fake_logits)  # (R,)
+        real, z = self.reals.pop(), self.noise.pop()
         self.opt_d.zero_grad()
-        loss.sum().backward()  # runs share no weights: the sum's gradient is each run's own
+        if self.by_hand is not None:
+            loss, logits = self.by_hand.d_backward(real, z)
+        else:
+            with torch.no_grad():
+                fake = self.G(z)
+            logits = self.D(torch.cat([real, fake], 1)).squeeze(2)
+            loss = self.objective.d_loss(logits[:, :B], logits[:, B:])  # (R,)
+            loss.sum().backward()  # runs share no weights: the sum's gradient is each run's own
         self.opt_d_step()
         with torch.no_grad():
             self.stats[0] += loss.detach()
             self.stats[2:] += torch.sigmoid(logits.detach()).view(self.R, 2, B).mean(2).t()
 
     def g_step(self) -> None:
-        self.D.requires_grad_(False)
-        loss = self.objective.g_loss(self.D(self.G(self.noise.pop())).squeeze(2))
+        z = self.noise.pop()
         self.opt_g.zero_grad()
-        loss.sum().backward()
+        if self.by_hand is not None:
+            loss = self.by_hand.g_backward(z)
+        else:
+            self.D.requires_grad_(False)
+            loss = self.objective.g_loss(self.D(self.G(z)).squeeze(2))
+            loss.sum().backward()
+            self.D.requires_grad_(True)
         self.opt_g_step()
-        self.D.requires_grad_(True)
         with torch.no_grad():
             self.stats[1] += loss.detach()
 
@@ -378,26 +413,3 @@ def _sweep_snapshot(trainer: SweepTrainer, runs: list[Run]) -> None:
                                 title=f"run {k}, iteration {trainer.step_count}")
         else:
             viz.save_grid(fake[k].view(-1, *trainer.data.shape), path)
-
-
-def sweep_rate(cfg: Config, data: Dataset, device: torch.device, runs: int,
-               iters: int) -> tuple[float, str]:
-    """Aggregate GAN-iterations/s of an R-run sweep (for benchmarks/speed.py)."""
-    trainer = SweepTrainer(expand_runs(cfg, runs, {}), data, device)
-    unroll = graph_unroll_for(cfg)
-    while trainer.step_count < unroll:
-        trainer.step()
-    note = trainer.setup_cuda_graph(unroll) if device.type == "cuda" else "off"
-    for _ in range(10):
-        trainer.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start, t = trainer.step_count, time.perf_counter()
-    while trainer.step_count - start < iters:
-        trainer.step()
-        if trainer.step_count % cfg.log_every == 0:
-            trainer.read_stats()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    done = trainer.step_count - start
-    return runs * done / (time.perf_counter() - t), f"cuda graph: {note}"

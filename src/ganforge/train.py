@@ -29,7 +29,9 @@ from .data import Dataset
 from .distributed import World, average_, average_gradients, broadcast_module
 from .errors import GanforgeError
 from .losses import Objective, build_objective
+from .mlp_grads import Chain, MLPGradients, unsupported
 from .models import build_models
+from .optim import lean_step
 from .priors import PRIORS
 from .regularisers import gradient_penalty, r1_penalty
 
@@ -117,6 +119,9 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = cfg.tf32
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                                        enabled=cfg.amp == "bf16")
+        self.by_hand = self._hand_gradients()
+        if self.by_hand is not None:  # the rest of the CPU's fast path: see optim.py
+            self.opt_d_step, self.opt_g_step = lean_step(self.opt_d), lean_step(self.opt_g)
         # The schedule is data: each phase names its step function and how often it runs,
         # and each regulariser of D how often (in D steps) it is added to D's loss.
         self.phases: list[tuple[str, int, Callable[[], None]]] = [
@@ -135,6 +140,21 @@ class Trainer:
         self.stat_names = ("d_loss", "g_loss", "d_real", "d_fake", *self.objective.extra_stats)
         self.stats = torch.zeros(len(self.stat_names), device=device)
         self._zero_stats()
+
+    def _hand_gradients(self) -> MLPGradients | None:
+        """MLP gradients derived by hand (``backward``): by default on CPUs, where autograd's
+        bookkeeping costs about an eighth of an iteration (benchmarks/README.md); on GPUs the
+        CUDA graph already removes it."""
+        mode = self.cfg.backward
+        if mode == "autograd":
+            return None
+        why = unsupported(self.cfg, self.G, self.D, self.objective)
+        if mode == "manual" and why is not None:
+            raise GanforgeError(f"backward=manual: hand-derived gradients do not cover {why}; "
+                                "use backward=autograd")
+        if why is not None or (mode == "auto" and self.device.type != "cpu"):
+            return None
+        return MLPGradients(Chain.of(self.G.net), Chain.of(self.D.net), self.objective)
 
     def _fixed_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The grid's noise (and labels: one row per class) from a stream of its own."""
@@ -158,11 +178,34 @@ class Trainer:
     def d_step(self) -> None:
         B = self.local_batch
         (real, y_real), z, y_fake = self.reals.pop(), self.noise.pop(), self.fake_labels.pop()
+        if self.by_hand is not None:  # the same gradients without autograd; sets every .grad
+            loss, out = self.by_hand.d_backward(real, z)
+        else:
+            self.opt_d.zero_grad(set_to_none=True)
+            loss, out = self._d_loss(real, y_real, z, y_fake)
+            loss.backward()
+        average_gradients(self.D.parameters(), self.world)
+        self.opt_d_step()
+        out = out.detach()
+        self.objective.after_d_step(self.D, out[:B], out[B:])
+        self.d_steps += 1
+        with torch.no_grad():  # few kernels: these run every step, also inside CUDA graphs
+            self.stats[0] += loss.detach()
+            shown = torch.sigmoid(out) if self.objective.outputs_logits else out
+            self.stats[2:4] += shown.view(2, B).mean(1)
+            extra = self.objective.stats()
+            if extra is not None:
+                self.stats[4:] += extra
+
+    def _d_loss(self, real: torch.Tensor, y_real: torch.Tensor | None, z: torch.Tensor,
+                y_fake: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's loss (penalties included) and its outputs on real then fake samples."""
+        B = self.local_batch
         with torch.no_grad():
             fake = self._g(z, y_fake).to(real.dtype)
         if self.d_separate:
             real_out, fake_out = self._d(real, y_real), self._d(fake, y_fake)
-            out = torch.cat([real_out, fake_out])
+            out = torch.cat([real_out.detach(), fake_out.detach()])
         else:  # one D call for both halves
             y = None if y_real is None else torch.cat([y_real, y_fake])
             out = self._d(torch.cat([real, fake]), y)
@@ -175,30 +218,20 @@ class Trainer:
             if self.d_steps % interval == 0:  # lazy: every `interval` D steps, x interval
                 x, y = (real, y_real) if name == "r1" else (fake, y_fake)
                 loss = loss + weight * interval * r1_penalty(self.D, x, y)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        average_gradients(self.D.parameters(), self.world)
-        self.opt_d_step()
-        self.objective.after_d_step(self.D, real_out.detach(), fake_out.detach())
-        self.d_steps += 1
-        with torch.no_grad():  # few kernels: these run every step, also inside CUDA graphs
-            self.stats[0] += loss.detach()
-            out = out.detach()
-            shown = torch.sigmoid(out) if self.objective.outputs_logits else out
-            self.stats[2:4] += shown.view(2, B).mean(1)
-            extra = self.objective.stats()
-            if extra is not None:
-                self.stats[4:] += extra
+        return loss, out
 
     def g_step(self) -> None:
         z, y = self.noise.pop(), self.fake_labels.pop()
-        self.D.requires_grad_(False)  # G's step needs gradients through D, not for D
-        loss = self.objective.g_loss(self._d(self._g(z, y), y))
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.by_hand is not None:
+            loss = self.by_hand.g_backward(z)
+        else:
+            self.opt_g.zero_grad(set_to_none=True)
+            self.D.requires_grad_(False)  # G's step needs gradients through D, not for D
+            loss = self.objective.g_loss(self._d(self._g(z, y), y))
+            loss.backward()
+            self.D.requires_grad_(True)
         average_gradients(self.G.parameters(), self.world)
         self.opt_g_step()
-        self.D.requires_grad_(True)
         if self.G_ema is not None:
             self._update_ema()
         with torch.no_grad():

@@ -1,0 +1,166 @@
+"""Gradients of MLP GANs derived by hand: the CPU's fast path (``backward: auto|manual``).
+
+On a CPU the seed MLPs' matmuls run near the machine's peak, and much of the rest of an
+eager iteration is bookkeeping: autograd recording a graph it walks once, modules
+dispatching per call, gradients allocated and zeroed. For a chain of Linear layers and
+point-wise activations the chain rule is three matmuls per layer, so this module runs the
+chain directly and writes each parameter's ``.grad``, with the kernels autograd itself would
+run; the optimiser, the statistics and the checkpoints see what autograd would have
+produced. The objective's gradient with respect to D's outputs comes from
+``Objective.d_loss_grad``/``g_loss_grad``.
+
+A chain holds either ``nn.Linear`` layers (weights ``(out, in)``) or the stacked weights of
+R runs of a sweep (``(R, in, out)``, see :mod:`ganforge.sweep`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import Config
+from .losses import Objective
+
+aten = torch.ops.aten
+
+# activation -> (in-place forward, backward from the activation's *output*)
+_ACTS: dict[type[nn.Module], tuple[Callable, Callable | None]] = {
+    nn.ReLU: (lambda x, m: x.relu_(), lambda g, out, m: aten.threshold_backward(g, out, 0)),
+    nn.Sigmoid: (lambda x, m: x.sigmoid_(), lambda g, out, m: aten.sigmoid_backward(g, out)),
+    nn.Tanh: (lambda x, m: x.tanh_(), lambda g, out, m: aten.tanh_backward(g, out)),
+    nn.LeakyReLU: (lambda x, m: F.leaky_relu_(x, m.negative_slope),
+                   lambda g, out, m: aten.leaky_relu_backward(g, out, m.negative_slope, True)),
+    nn.Identity: (lambda x, m: x, None),
+}
+MODELS = ("mlp", "mlp-1d", "mlp-2d")
+
+
+class Chain:
+    """Linear layers, each followed by one point-wise activation (or none)."""
+
+    def __init__(self, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
+                 acts: Sequence[nn.Module], stacked: bool = False) -> None:
+        for act in acts:
+            if type(act) not in _ACTS:
+                raise ValueError(f"activation {type(act).__name__}")
+        self.layers = list(zip(weights, biases, acts, strict=True))
+        self.stacked = stacked
+
+    @classmethod
+    def of(cls, net: nn.Sequential) -> Chain:
+        """The chain of an ``nn.Sequential`` of Linear layers and activations."""
+        linears: list[nn.Linear] = []
+        acts: list[nn.Module] = []
+        for m in net:
+            if isinstance(m, nn.Linear):
+                if m.bias is None:
+                    raise ValueError("a Linear layer without bias")
+                linears.append(m)
+                acts.append(nn.Identity())
+            elif isinstance(m, nn.Flatten) and not linears:
+                continue
+            elif linears and len(acts) == len(linears) and isinstance(acts[-1], nn.Identity):
+                acts[-1] = m
+            else:
+                raise ValueError(f"{type(m).__name__} in {type(net).__name__}")
+        return cls([m.weight for m in linears], [m.bias for m in linears], acts)
+
+    def forward(self, x: torch.Tensor, out: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The output (written into ``out`` if given) and what ``backward`` reads: each
+        layer's input, then the last output."""
+        saved = []
+        last = len(self.layers) - 1
+        for i, (W, b, act) in enumerate(self.layers):
+            saved.append(x)
+            dst = out if i == last else None
+            if self.stacked:
+                x = torch.baddbmm(b, x, W, out=dst)
+            else:
+                x = torch.addmm(b, x, W.t(), out=dst)
+            x = _ACTS[type(act)][0](x, act)
+        saved.append(x)
+        return x, saved
+
+    def backward(self, saved: list[torch.Tensor], grad: torch.Tensor, *, params: bool,
+                 inputs: bool) -> torch.Tensor | None:
+        """Back-propagate ``grad`` (d loss / d output). ``params``: set each weight's and
+        bias's ``.grad``; ``inputs``: return d loss / d input."""
+        for i in range(len(self.layers) - 1, -1, -1):
+            W, b, act = self.layers[i]
+            act_backward = _ACTS[type(act)][1]
+            if act_backward is not None:
+                grad = act_backward(grad, saved[i + 1], act)
+            if params:
+                if self.stacked:
+                    W.grad = torch.bmm(saved[i].mT, grad)
+                    b.grad = grad.sum(1, keepdim=True)
+                else:
+                    W.grad = torch.mm(grad.t(), saved[i])
+                    b.grad = grad.sum(0)
+            if i == 0 and not inputs:
+                return None
+            grad = torch.bmm(grad, W.mT) if self.stacked else torch.mm(grad, W)
+        return grad
+
+
+def unsupported(cfg: Config, G: nn.Module, D: nn.Module, objective: Objective) -> str | None:
+    """Why the hand-derived path does not apply to this run (None: it does)."""
+    if cfg.model not in MODELS:
+        return f"model {cfg.model!r} (it covers {', '.join(MODELS)})"
+    reasons = [(cfg.conditional, "conditional models"), (cfg.spectral_norm, "spectral norm"),
+               (cfg.r1_gamma or cfg.r2_gamma, "R1/R2 penalties"),
+               (objective.gradient_penalty, "gradient penalties"),
+               (cfg.compile, "torch.compile"), (cfg.amp != "off", "bf16 autocast")]
+    for bad, what in reasons:
+        if bad:
+            return what
+    try:
+        Chain.of(G.net), Chain.of(D.net)
+    except (AttributeError, ValueError) as e:
+        return f"layers it does not know ({e})"
+    return None
+
+
+class MLPGradients:
+    """The D step's and the G step's forward and backward passes, for MLP G and D (one GAN,
+    or R stacked ones: then every tensor has a leading run axis)."""
+
+    def __init__(self, g_chain: Chain, d_chain: Chain, objective: Objective) -> None:
+        self.g_chain, self.d_chain, self.objective = g_chain, d_chain, objective
+        self._x: torch.Tensor | None = None  # D's input, real then fake, reused every step
+
+    def d_backward(self, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor,
+                                                                        torch.Tensor]:
+        """D's loss on ``real`` and G(z), D's outputs on both (real first), and D's
+        gradients in ``.grad``."""
+        with torch.no_grad():
+            if not self.d_chain.stacked:  # a sweep's batches come flat already
+                real = real.flatten(1)
+            B = real.shape[-2]
+            shape = (*real.shape[:-2], 2 * B, real.shape[-1])
+            if self._x is None or self._x.shape != shape:
+                self._x = real.new_empty(shape)
+            x = self._x
+            x.narrow(-2, 0, B).copy_(real)
+            self.g_chain.forward(z, out=x.narrow(-2, B, B))  # G(z) straight into D's input
+            out, saved = self.d_chain.forward(x)
+            out = out.squeeze(-1)
+            loss, g_real, g_fake = self.objective.d_loss_grad(out.narrow(-1, 0, B),
+                                                              out.narrow(-1, B, B))
+            grad = torch.cat([g_real, g_fake], -1).unsqueeze(-1)
+            self.d_chain.backward(saved, grad, params=True, inputs=False)
+        return loss, out
+
+    def g_backward(self, z: torch.Tensor) -> torch.Tensor:
+        """G's loss on G(z), and G's gradients in ``.grad`` (D's are left as they are)."""
+        with torch.no_grad():
+            fake, g_saved = self.g_chain.forward(z)
+            out, d_saved = self.d_chain.forward(fake)
+            loss, grad = self.objective.g_loss_grad(out.squeeze(-1))
+            grad = self.d_chain.backward(d_saved, grad.unsqueeze(-1), params=False, inputs=True)
+            self.g_chain.backward(g_saved, grad, params=True, inputs=False)
+        return loss

@@ -1,0 +1,198 @@
+"""Gradients derived by hand (the CPU's fast path) against autograd's, and the lean Adam step
+against torch.optim's (issue: speed)."""
+
+import copy
+import dataclasses
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import ganforge
+from ganforge.config import resolve
+from ganforge.data import load_dataset
+from ganforge.errors import GanforgeError
+from ganforge.losses import OBJECTIVES
+from ganforge.mlp_grads import Chain, MLPGradients
+from ganforge.optim import lean_step
+from ganforge.sweep import StackedAdam, StackedMLP
+from ganforge.train import Trainer
+
+OBJECTIVE_NAMES = ("nonsaturating", "minimax", "least-squares", "hinge", "wasserstein")
+
+
+def _nets(acts=(nn.ReLU, nn.Sigmoid)):
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.Linear(6, 16), acts[0](), nn.Linear(16, 12), acts[1]())
+    D = nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.LeakyReLU(0.2), nn.Linear(16, 8),
+                      nn.Tanh(), nn.Linear(8, 1))
+    return G.double(), D.double()
+
+
+def _autograd_grads(G, D, objective, real, z_d, z_g):
+    B = real.shape[0]
+    out = D(torch.cat([real, G(z_d).detach()])).squeeze(1)
+    d_loss = objective.d_loss(out[:B], out[B:])
+    d_grads = torch.autograd.grad(d_loss, list(D.parameters()))
+    g_loss = objective.g_loss(D(G(z_g)).squeeze(1))
+    g_grads = torch.autograd.grad(g_loss, list(G.parameters()))
+    return d_loss, d_grads, g_loss, g_grads
+
+
+@pytest.mark.parametrize("name", OBJECTIVE_NAMES)
+@pytest.mark.parametrize("acts", [(nn.ReLU, nn.Sigmoid), (nn.Tanh, nn.Identity)])
+def test_hand_gradients_equal_autograds(name, acts):
+    G, D = _nets(acts)
+    objective = OBJECTIVES.get(name)()
+    gen = torch.Generator().manual_seed(1)
+    real = torch.rand(10, 12, generator=gen, dtype=torch.float64)
+    z_d, z_g = torch.randn(2, 10, 6, generator=gen, dtype=torch.float64)
+    want_d_loss, want_d, want_g_loss, want_g = _autograd_grads(G, D, objective, real, z_d, z_g)
+
+    hand = MLPGradients(Chain.of(G), Chain.of(D), objective)
+    d_loss, out = hand.d_backward(real, z_d)
+    assert out.shape == (20,)
+    assert d_loss.item() == pytest.approx(want_d_loss.item(), rel=1e-12)
+    for p, g in zip(D.parameters(), want_d, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-12)
+    d_after = [p.grad for p in D.parameters()]
+    g_loss = hand.g_backward(z_g)
+    assert g_loss.item() == pytest.approx(want_g_loss.item(), rel=1e-12)
+    for p, g in zip(G.parameters(), want_g, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-12)
+    # G's step leaves D's gradients alone (no wasted D gradients, none overwritten)
+    assert all(p.grad is q for p, q in zip(D.parameters(), d_after, strict=True))
+
+
+def test_stacked_hand_gradients_are_each_runs_own():
+    nets = [_nets() for _ in range(3)]
+    for k, (G, D) in enumerate(nets):  # three different GANs
+        with torch.no_grad():
+            for p in [*G.parameters(), *D.parameters()]:
+                p.add_(0.1 * k)
+    objective = OBJECTIVES.get("nonsaturating")()
+    SG = StackedMLP([_wrap(G) for G, _ in nets])
+    SD = StackedMLP([_wrap(D) for _, D in nets])
+    gen = torch.Generator().manual_seed(2)
+    real = torch.rand(3, 10, 12, generator=gen, dtype=torch.float64)
+    z = torch.randn(2, 3, 10, 6, generator=gen, dtype=torch.float64)
+    hand = MLPGradients(SG.chain(), SD.chain(), objective)
+    d_loss, _ = hand.d_backward(real, z[0])
+    g_loss = hand.g_backward(z[1])
+    for k, (G, D) in enumerate(nets):
+        want = _autograd_grads(G, D, objective, real[k], z[0, k], z[1, k])
+        assert d_loss[k].item() == pytest.approx(want[0].item(), rel=1e-12)
+        assert g_loss[k].item() == pytest.approx(want[2].item(), rel=1e-12)
+        for W, b, (gw, gb) in ((SD.W[0], SD.b[0], want[1][:2]), (SG.W[1], SG.b[1], want[3][2:])):
+            torch.testing.assert_close(W.grad[k], gw.t(), rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(b.grad[k, 0], gb, rtol=1e-10, atol=1e-12)
+
+
+def _wrap(seq: nn.Sequential) -> nn.Module:
+    m = nn.Module()
+    m.net = seq
+    return m
+
+
+def _cfg(**kw):
+    return resolve("mlp-mnist", overrides={"dataset": "mnist-sample", "device": "cpu", **kw})
+
+
+def _losses(cfg, data, steps):
+    t = Trainer(cfg, data, torch.device("cpu"))
+    rows = []
+    for _ in range(steps):
+        t.step()
+        t.counts = [1, 1]
+        rows.append(t.read_stats())
+    return t, rows
+
+
+@pytest.mark.parametrize("preset,extra", [("mlp-mnist", {}), ("toy-1d", {}),
+                                          ("mlp-mnist", {"objective": "minimax", "k_d": 2,
+                                                         "ema": 50.0})])
+def test_trainer_by_hand_matches_autograd(preset, extra):
+    over = {"dataset": "mnist-sample"} if preset == "mlp-mnist" else {}
+    cfg = resolve(preset, overrides={**over, "device": "cpu", "batch_size": 64, **extra})
+    data = load_dataset(cfg)
+    hand, a = _losses(dataclasses.replace(cfg, backward="manual"), data, 150)
+    auto, b = _losses(dataclasses.replace(cfg, backward="autograd"), data, 150)
+    assert hand.by_hand is not None and auto.by_hand is None
+    for ra, rb in zip(a, b, strict=True):
+        for key in ("d_loss", "g_loss", "d_real", "d_fake", "grad_norm_d", "grad_norm_g"):
+            assert ra[key] == pytest.approx(rb[key], rel=1e-4, abs=1e-6), key
+    for p, q in zip(hand.sampling_G.parameters(), auto.sampling_G.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_by_hand_is_the_cpu_default_and_refuses_what_it_cannot_do(tmp_path):
+    cfg = _cfg()
+    data = load_dataset(cfg)
+    assert Trainer(cfg, data, torch.device("cpu")).by_hand is not None
+    for change, path in (({}, "by hand"), ({"backward": "autograd"}, "autograd"),
+                         ({"r1_gamma": 0.1}, "autograd")):
+        run = ganforge.train(preset="toy-1d", steps=3, device="cpu", out=tmp_path / path,
+                             overwrite=True, progress=False, **change)
+        record = json.loads((run.dir / "config.json").read_text())
+        assert record["data_used"]["backward"] == path  # which path ran, in the run folder
+    for change, what in (({"model": "dcgan"}, "model 'dcgan'"),
+                         ({"r1_gamma": 1.0}, "R1/R2"),
+                         ({"objective": "wgan-gp"}, "gradient penalties"),
+                         ({"amp": "bf16"}, "bf16")):
+        c = dataclasses.replace(cfg, **change)
+        if c.model == "dcgan":
+            c = resolve("dcgan-mnist", overrides={"dataset": "mnist-sample", "device": "cpu"})
+        assert Trainer(c, data, torch.device("cpu")).by_hand is None  # auto: autograd
+        with pytest.raises(GanforgeError, match=f"backward=manual: .*{what}"):
+            Trainer(dataclasses.replace(c, backward="manual"), data, torch.device("cpu"))
+
+
+def test_lean_adam_step_is_torchs_fused_adam():
+    torch.manual_seed(0)
+    nets = [nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 1)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    opts = [torch.optim.Adam(n.parameters(), lr=1e-2, betas=(0.5, 0.99), fused=True)
+            for n in nets]
+    steps = [opts[0].step, lean_step(opts[1])]
+    assert steps[1] != opts[1].step  # the lean path applies here
+    x = torch.randn(32, 5)
+    for i in range(25):
+        if i == 10:  # what --on-nan rollback and resume do between steps
+            for opt in opts:
+                opt.param_groups[0]["lr"] *= 0.5
+            opts[1].load_state_dict(copy.deepcopy(opts[0].state_dict()))  # as from a file
+            nets[1].load_state_dict(nets[0].state_dict())
+        for net, opt, step in zip(nets, opts, steps, strict=True):
+            opt.zero_grad()
+            net(x).square().mean().backward()
+            step()
+    for p, q in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert torch.equal(p, q)
+    s0, s1 = opts[0].state_dict()["state"], opts[1].state_dict()["state"]
+    assert all(torch.equal(s0[k]["exp_avg_sq"], s1[k]["exp_avg_sq"]) for k in s0)
+    assert float(s1[0]["step"]) == 25
+    # anything else keeps torch's own step
+    sgd = torch.optim.SGD(nets[0].parameters(), lr=0.1)
+    assert lean_step(sgd) == sgd.step
+
+
+def test_stacked_adam_fused_cpu_update_equals_the_foreach_one():
+    torch.manual_seed(0)
+    shapes = [(4, 5, 3), (4, 1, 3)]
+    lr = torch.tensor([1e-2, 2e-3, 1e-2, 5e-4]).view(-1, 1, 1)
+    params = [[nn.Parameter(torch.randn(s)) for s in shapes] for _ in range(2)]
+    for p, q in zip(*params, strict=True):
+        q.data.copy_(p.data)
+    fused, foreach = StackedAdam(params[0], lr, [0.5, 0.999]), StackedAdam(params[1], lr,
+                                                                           [0.5, 0.999])
+    foreach.groups = {}  # force the multi-tensor path (what CUDA runs)
+    assert list(fused.groups.values()) == [[0, 2], [1], [3]]  # one fused call per rate
+    for _ in range(20):
+        grads = [torch.randn(s) for s in shapes]
+        for opt, ps in ((fused, params[0]), (foreach, params[1])):
+            for p, g in zip(ps, grads, strict=True):
+                p.grad = g.clone()
+            opt.step()
+    for p, q in zip(*params, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
