@@ -16,7 +16,7 @@ from ganforge.errors import GanforgeError
 from ganforge.losses import OBJECTIVES
 from ganforge.mlp_grads import Chain, MLPGradients
 from ganforge.optim import lean_step
-from ganforge.sweep import StackedAdam, StackedMLP
+from ganforge.sweep import StackedAdam, StackedMLP, SweepTrainer, expand_runs
 from ganforge.train import Trainer
 
 OBJECTIVE_NAMES = ("nonsaturating", "minimax", "least-squares", "hinge", "wasserstein")
@@ -63,6 +63,23 @@ def test_hand_gradients_equal_autograds(name, acts):
         torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-12)
     # G's step leaves D's gradients alone (no wasted D gradients, none overwritten)
     assert all(p.grad is q for p, q in zip(D.parameters(), d_after, strict=True))
+
+
+@pytest.mark.parametrize("name", ["nonsaturating", "minimax"])
+def test_closed_form_loss_gradients_keep_their_precision_when_d_is_sure(name):
+    # logits where sigmoid(l) rounds to 1 in float32: sigmoid(l) - 1 would give 0
+    logits = torch.tensor([-20.0, -8.0, 0.5, 8.0, 12.0, 16.0, 20.0, 30.0])
+    objective = OBJECTIVES.get(name)()
+    loss, g_real, g_fake = objective.d_loss_grad(logits, -logits)
+    g_loss, g_gen = objective.g_loss_grad(logits)
+    exact = [torch.autograd.grad(f(x), x) for f, x in (
+        (lambda x: objective.d_loss(x, -logits.double()), logits.double().requires_grad_()),
+        (lambda x: objective.d_loss(logits.double(), x), (-logits).double().requires_grad_()),
+        (objective.g_loss, logits.double().requires_grad_()))]
+    for got, (want,) in zip((g_real, g_fake, g_gen), exact, strict=True):
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=0)
+    assert loss.item() == pytest.approx(objective.d_loss(logits, -logits).item())
+    assert g_loss.item() == pytest.approx(objective.g_loss(logits).item())
 
 
 def test_stacked_hand_gradients_are_each_runs_own():
@@ -196,3 +213,12 @@ def test_stacked_adam_fused_cpu_update_equals_the_foreach_one():
             opt.step()
     for p, q in zip(*params, strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_cpu_sweep_keeps_the_multi_tensor_adam():
+    cfg = resolve("toy-1d", overrides={"device": "cpu", "batch_size": 16, "compile": True})
+    trainer = SweepTrainer(expand_runs(cfg, 2, {}), load_dataset(cfg), torch.device("cpu"))
+    assert trainer.opt_d.groups == {} and trainer.by_hand is not None
+    for _ in range(3):
+        trainer.step()
+    assert all(torch.isfinite(p).all() for p in trainer.G.parameters())

@@ -78,9 +78,10 @@ class _Classic(Objective):
 
     def d_loss_grad(self, real: torch.Tensor,
                     fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        # d softplus(-l)/dl = sigmoid(l) - 1;  d softplus(l)/dl = sigmoid(l)
+        # d softplus(-l)/dl = sigmoid(l) - 1 = -sigmoid(-l) (written so: no cancellation when
+        # D is sure, l >> 0);  d softplus(l)/dl = sigmoid(l)
         n = real.shape[-1]
-        return (self.d_loss(real, fake), torch.sigmoid(real).sub_(1).div_(n),
+        return (self.d_loss(real, fake), torch.sigmoid(-real).div_(-n),
                 torch.sigmoid(fake).div_(n))
 
 
@@ -92,7 +93,7 @@ class NonSaturating(_Classic):
         return F.softplus(-fake).mean(-1)
 
     def g_loss_grad(self, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.g_loss(fake), torch.sigmoid(fake).sub_(1).div_(fake.shape[-1])
+        return self.g_loss(fake), torch.sigmoid(-fake).div_(-fake.shape[-1])
 
 
 @OBJECTIVES.register("minimax", "G: mean log(1 - D(G(z))), the saturating game value")

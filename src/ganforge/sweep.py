@@ -84,13 +84,13 @@ class StackedAdam:
     a learning rate are updated by one call of torch's fused Adam on their slices."""
 
     def __init__(self, params: list[nn.Parameter], lr: torch.Tensor, betas: list[float],
-                 eps: float = 1e-8) -> None:
+                 eps: float = 1e-8, fused: bool = True) -> None:
         self.params, self.lr, (self.b1, self.b2), self.eps = params, lr, betas, eps
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
         self.t = torch.zeros((), device=lr.device)  # a tensor, so CUDA graphs can capture it
         self.groups: dict[float, list[int]] = {}  # learning rate -> runs, for the fused update
-        if lr.device.type == "cpu" and optim.available():
+        if fused and lr.device.type == "cpu" and optim.available():
             for k, value in enumerate(lr.view(-1).tolist()):
                 self.groups.setdefault(value, []).append(k)
 
@@ -198,8 +198,11 @@ class SweepTrainer:
             torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
         lr = lambda name: torch.tensor([getattr(c, name) for c in configs],  # noqa: E731
                                        device=device).view(-1, 1, 1)
-        self.opt_g = StackedAdam(list(self.G.parameters()), lr("g_lr"), cfg.g_betas)
-        self.opt_d = StackedAdam(list(self.D.parameters()), lr("d_lr"), cfg.d_betas)
+        # --compile compiles the multi-tensor update; the fused kernel on slices does not trace
+        self.opt_g = StackedAdam(list(self.G.parameters()), lr("g_lr"), cfg.g_betas,
+                                 fused=not cfg.compile)
+        self.opt_d = StackedAdam(list(self.D.parameters()), lr("d_lr"), cfg.d_betas,
+                                 fused=not cfg.compile)
         self.opt_g_step, self.opt_d_step = self.opt_g.step, self.opt_d.step
         self.by_hand: MLPGradients | None = None  # gradients by hand: the CPU's fast path
         if cfg.backward == "manual" or (cfg.backward == "auto" and device.type == "cpu"):
