@@ -176,6 +176,14 @@ def in_process(argv: tuple[str, ...], *names: str, **kw) -> Row:
     return Row(argv, names, subprocess=False, **kw)
 
 
+def bad_config(name: str, text: str, *names: str) -> Row:
+    """``ganforge train --config {tmp}/NAME`` with ``text`` in that file; the error names the
+    file and ``names``."""
+    path = "{tmp}/" + name
+    return Row(("train", "--config", path, "--out", "{run}", "--overwrite"), (path, *names),
+               config_file(name, text))
+
+
 BAD_IMAGES = "{tmp}/data/" + IMAGES
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 needs_resume = pytest.mark.skipif(not has_resume_flag(),
@@ -198,29 +206,17 @@ TABLE = [
     pytest.param(Row(mnist(), (BAD_IMAGES, "(28, 28)", "(32, 32)"), cifar_sized),
                  id="idx-32x32-for-mnist"),
     # config files
-    pytest.param(Row(("train", "--config", "{tmp}/c.toml", "--out", "{run}", "--overwrite"),
-                     ("{tmp}/c.toml", "'bogus'"),
-                     config_file("c.toml", 'preset = "toy-1d"\nsteps = 5\nbogus = 1\n')),
+    pytest.param(bad_config("c.toml", 'preset = "toy-1d"\nsteps = 5\nbogus = 1\n', "'bogus'"),
                  id="toml-unknown-key"),
-    pytest.param(Row(("train", "--config", "{tmp}/c.json", "--out", "{run}", "--overwrite"),
-                     ("{tmp}/c.json", "'bogus'"),
-                     config_file("c.json", '{"preset": "toy-1d", "steps": 5, "bogus": 1}')),
+    pytest.param(bad_config("c.json", '{"preset": "toy-1d", "steps": 5, "bogus": 1}', "'bogus'"),
                  id="json-unknown-key"),
-    pytest.param(Row(("train", "--config", "{tmp}/c.toml", "--out", "{run}", "--overwrite"),
-                     ("{tmp}/c.toml", "'steps'", "'ten'"),
-                     config_file("c.toml", 'preset = "toy-1d"\nsteps = "ten"\n')),
+    pytest.param(bad_config("c.toml", 'preset = "toy-1d"\nsteps = "ten"\n', "'steps'", "'ten'"),
                  id="toml-wrong-type"),
-    pytest.param(Row(("train", "--config", "{tmp}/c.json", "--out", "{run}", "--overwrite"),
-                     ("{tmp}/c.json", "'batch_size'", "[128]"),
-                     config_file("c.json", '{"preset": "toy-1d", "batch_size": [128]}')),
-                 id="json-wrong-type"),
-    pytest.param(Row(("train", "--config", "{tmp}/c.toml", "--out", "{run}", "--overwrite"),
-                     ("{tmp}/c.toml", "TOML", "line 2"),
-                     config_file("c.toml", 'preset = "toy-1d"\nsteps = = 5\n[[[\n')),
+    pytest.param(bad_config("c.json", '{"preset": "toy-1d", "batch_size": [128]}',
+                            "'batch_size'", "[128]"), id="json-wrong-type"),
+    pytest.param(bad_config("c.toml", 'preset = "toy-1d"\nsteps = = 5\n[[[\n', "TOML", "line 2"),
                  id="toml-broken"),
-    pytest.param(Row(("train", "--config", "{tmp}/c.json", "--out", "{run}", "--overwrite"),
-                     ("{tmp}/c.json", "JSON"),
-                     config_file("c.json", '{"preset": "toy-1d", "steps": ')),
+    pytest.param(bad_config("c.json", '{"preset": "toy-1d", "steps": ', "JSON"),
                  id="json-broken"),
     pytest.param(in_process(("train", "--config", "{tmp}/none.toml", "--out", "{run}"),
                             "{tmp}/none.toml", "not found"), id="config-missing"),

@@ -107,22 +107,22 @@ class Chain:
         return grad
 
 
-def unsupported(cfg: Config, G: nn.Module, D: nn.Module, objective: Objective) -> str | None:
-    """Why the hand-derived path does not apply to this run (None: it does)."""
+def hand_gradients(cfg: Config, G: nn.Module, D: nn.Module,
+                   objective: Objective) -> MLPGradients:
+    """The hand-derived passes for this run; ValueError says why they do not apply."""
     if cfg.model not in MODELS:
-        return f"model {cfg.model!r} (it covers {', '.join(MODELS)})"
+        raise ValueError(f"model {cfg.model!r} (it covers {', '.join(MODELS)})")
     reasons = [(cfg.conditional, "conditional models"), (cfg.spectral_norm, "spectral norm"),
                (cfg.r1_gamma or cfg.r2_gamma, "R1/R2 penalties"),
                (objective.gradient_penalty, "gradient penalties"),
                (cfg.compile, "torch.compile"), (cfg.amp != "off", "bf16 autocast")]
     for bad, what in reasons:
         if bad:
-            return what
+            raise ValueError(what)
     try:
-        Chain.of(G.net), Chain.of(D.net)
+        return MLPGradients(Chain.of(G.net), Chain.of(D.net), objective)
     except (AttributeError, ValueError) as e:
-        return f"layers it does not know ({e})"
-    return None
+        raise ValueError(f"layers it does not know ({e})") from None
 
 
 class MLPGradients:

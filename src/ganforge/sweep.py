@@ -252,10 +252,10 @@ class SweepTrainer:
     def d_step(self) -> None:
         B = self.cfg.batch_size
         real, z = self.reals.pop(), self.noise.pop()
-        self.opt_d.zero_grad()
-        if self.by_hand is not None:
+        if self.by_hand is not None:  # sets every .grad
             loss, logits = self.by_hand.d_backward(real, z)
         else:
+            self.opt_d.zero_grad()
             with torch.no_grad():
                 fake = self.G(z)
             logits = self.D(torch.cat([real, fake], 1)).squeeze(2)
@@ -268,10 +268,10 @@ class SweepTrainer:
 
     def g_step(self) -> None:
         z = self.noise.pop()
-        self.opt_g.zero_grad()
         if self.by_hand is not None:
             loss = self.by_hand.g_backward(z)
         else:
+            self.opt_g.zero_grad()
             self.D.requires_grad_(False)
             loss = self.objective.g_loss(self.D(self.G(z)).squeeze(2))
             loss.sum().backward()

@@ -29,7 +29,7 @@ from .data import Dataset
 from .distributed import World, average_, average_gradients, broadcast_module
 from .errors import GanforgeError
 from .losses import Objective, build_objective
-from .mlp_grads import Chain, MLPGradients, unsupported
+from .mlp_grads import MLPGradients, hand_gradients
 from .models import build_models
 from .optim import lean_step
 from .priors import PRIORS
@@ -146,15 +146,15 @@ class Trainer:
         bookkeeping costs about an eighth of an iteration (benchmarks/README.md); on GPUs the
         CUDA graph already removes it."""
         mode = self.cfg.backward
-        if mode == "autograd":
+        if mode == "autograd" or (mode == "auto" and self.device.type != "cpu"):
             return None
-        why = unsupported(self.cfg, self.G, self.D, self.objective)
-        if mode == "manual" and why is not None:
-            raise GanforgeError(f"backward=manual: hand-derived gradients do not cover {why}; "
-                                "use backward=autograd")
-        if why is not None or (mode == "auto" and self.device.type != "cpu"):
+        try:
+            return hand_gradients(self.cfg, self.G, self.D, self.objective)
+        except ValueError as e:
+            if mode == "manual":
+                raise GanforgeError(f"backward=manual: hand-derived gradients do not cover {e}; "
+                                    "use backward=autograd") from None
             return None
-        return MLPGradients(Chain.of(self.G.net), Chain.of(self.D.net), self.objective)
 
     def _fixed_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The grid's noise (and labels: one row per class) from a stream of its own."""
