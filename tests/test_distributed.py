@@ -67,6 +67,7 @@ def test_all_ranks_hold_identical_parameters(tmp_path):
                        timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = load_file(out / "rank-0.safetensors"), load_file(out / "rank-1.safetensors")
+    assert [(out / f"rank-{k}.group").read_text() for k in (0, 1)] == ["destroyed"] * 2
     assert len(a) > 4 and a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k

@@ -38,6 +38,7 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # ganforge created the process group (and so tears it down)
 
     @property
     def is_main(self) -> bool:
@@ -78,18 +79,22 @@ def init(device_name: str, timeout_s: float) -> tuple[World, str]:
                                 f"{torch.cuda.device_count()} GPU(s) on this node")
         torch.cuda.set_device(local_rank)
         device_name = f"cuda:{local_rank}"
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         try:
             dist.init_process_group("nccl" if use_cuda else "gloo",
                                     timeout=datetime.timedelta(seconds=timeout_s))
         except Exception as e:  # rendezvous failures come in many types
             raise GanforgeError(f"rank {rank}: could not join the {size} training processes "
                                 f"({first_line(e)})") from None
-    return World(rank, size, local_rank), device_name
+    return World(rank, size, local_rank, owns_group), device_name
 
 
-def shutdown() -> None:
-    if dist.is_initialized():
+def shutdown(world: World) -> None:
+    """Tear down the process group ``init`` created, once training is over: left to
+    interpreter exit, its communication threads can abort the process ("terminate called
+    without an active exception")."""
+    if world.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

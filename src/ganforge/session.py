@@ -53,7 +53,9 @@ def train(config: Config | dict[str, Any] | str | Path | None = None, *, overwri
         session = Session.resumed(Path(resume), overrides, progress)
     else:
         session = Session.fresh(_as_config(config, dict(overrides)), overwrite, progress)
-    return session.run()
+    run = session.run()
+    distributed.shutdown(session.world)
+    return run
 
 
 class _StopRequest:

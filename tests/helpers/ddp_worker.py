@@ -3,6 +3,7 @@
 import os
 import sys
 
+import torch.distributed as dist
 from safetensors.torch import save_file
 
 import ganforge
@@ -13,6 +14,9 @@ run = ganforge.train(preset=preset, dataset="mnist-sample", steps=steps, batch_s
                      log_every=5, sample_every=1000, ckpt_every=5, out=out, progress=False,
                      sync_bn=extra.get("sync_bn") == "1")
 rank = int(os.environ["RANK"])
+# train() tears down the process group it created (left to exit, its threads can abort)
+with open(os.path.join(out, f"rank-{rank}.group"), "w") as f:
+    f.write("initialized" if dist.is_initialized() else "destroyed")
 weights = {f"G.{k}": v for k, v in run.G.named_parameters()}
 weights.update({f"D.{k}": v for k, v in run.D.named_parameters()})
 save_file({k: v.detach().contiguous() for k, v in weights.items()},
