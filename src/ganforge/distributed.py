@@ -60,6 +60,11 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def is_main_process() -> bool:
+    """Rank 0, or a process on its own (known before the process group exists)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def init(device_name: str, timeout_s: float) -> tuple[World, str]:
     """Join the process group that torchrun's environment describes (a no-op when alone).
 

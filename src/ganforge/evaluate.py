@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
 from torch import nn
 
 from .data import Dataset, Gaussian1D, Points2D
 from .data.mnist import cache_dir
 from .errors import GanforgeError
+from .files import atomic_write_bytes
 from .metrics import METRICS, count_modes_2d, count_modes_stacked, inception_score, kid, prdc
 from .metrics import fid as fid_metric
 from .priors import PRIORS
@@ -138,11 +140,10 @@ def real_features(cfg, data: Dataset, net, n: int) -> tuple[torch.Tensor, torch.
         real = data.images.cpu()[idx]  # uint8: the feature net scales it to [0, 1]
     feats, logits = net.features_and_logits(real)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"features": feats.contiguous()}
         if logits is not None:
             tensors["logits"] = logits.contiguous()
-        save_file(tensors, str(path))
+        atomic_write_bytes(path, st_save(tensors))
     return feats, logits
 
 
@@ -213,20 +214,23 @@ def evaluate_checkpoint(path: str | Path, metrics: list[str], n: int,
                         features: str | None = None, device: str = "auto",
                         inception_weights: str | None = None) -> tuple[dict, Path]:
     """``ganforge eval``: a run folder or checkpoint -> metrics, written to eval.json."""
-    import json
-
+    from .budget import require
     from .data import load_dataset
+    from .files import atomic_write_json
     from .generator import load, resolve_checkpoint
     from .train import pick_device
 
     dev = pick_device(device)
     ckpt = resolve_checkpoint(path)
     g = load(ckpt, device=dev)
+    if n <= 0:
+        raise GanforgeError(f"--n must be positive, got {n}")
+    require(2 * g.sample_bytes(n), f"--n {n} (real and generated samples)", dev)
     data = load_dataset(g.config).to(dev)
     result = {"step": g.step, "checkpoint": str(ckpt), "ema": g.ema,
               **evaluate(g.G, g.config, data, metrics, n, features, dev, g.num_classes,
                          inception_weights=inception_weights)}
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     out = run_dir / "eval.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(out, result)
     return result, out

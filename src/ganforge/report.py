@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import GanforgeError
+from .files import atomic_write_text, check_out
 
 MAX_FRAMES = 200  # player frames per run: hundreds of inlined PNGs would make a huge page
 MAX_PATH_POINTS = 2000  # per curve; more is invisible at chart width and only adds bytes
@@ -91,6 +92,8 @@ def load_run(path: str | Path) -> RunData:
     except json.JSONDecodeError as e:
         raise GanforgeError(f"RUN_DIR {d}: config.json is not valid JSON "
                             f"({e.msg}, line {e.lineno})") from e
+    except RecursionError:
+        raise GanforgeError(f"RUN_DIR {d}: config.json is nested too deeply") from None
     if not isinstance(config, dict):
         raise GanforgeError(f"RUN_DIR {d}: config.json does not hold a JSON object")
     run = RunData(dir=d, name=d.resolve().name or str(d), config=config)
@@ -597,9 +600,9 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
         runs[0].dir / "report.html" if len(runs) == 1 else Path("report.html"))
     if path.is_dir():
         raise GanforgeError(f"report output {path}: is a folder; expected an .html file path")
+    check_out(path, [r.dir for r in runs])
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render(runs), encoding="utf-8")
+        atomic_write_text(path, render(runs))
     except OSError as e:
         raise GanforgeError(f"report output {path}: cannot write ({e.strerror or e})") from e
     return path
