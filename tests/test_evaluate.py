@@ -132,3 +132,13 @@ def test_stacked_modes_classifies_each_channel(monkeypatch):
         imgs[5:, c] = b / 10 + 0.05
     r = stacked_modes(imgs, torch.device("cpu"))
     assert r["modes"] == 2 and r["n_modes"] == 1000
+
+
+def test_kid_on_too_few_samples_is_refused_before_the_run_starts(tmp_path):
+    from ganforge.errors import GanforgeError
+
+    with pytest.raises(GanforgeError, match="3 samples.*at least 4 vectors") as err:
+        ganforge.train(preset="ring-8", steps=2, eval_every=1, eval_n=3, metrics=["kid"],
+                       out=str(tmp_path / "r"), progress=False)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "r").exists()

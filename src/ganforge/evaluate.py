@@ -50,13 +50,20 @@ def default_features(cfg) -> str:
 MODE_DATASETS = ("ring-8", "grid-25", "stacked-mnist")  # what metric 'modes' can count
 
 
-def check_request(cfg, metrics, features: str | None = None) -> str:
+def check_request(cfg, metrics, features: str | None = None, n: int | None = None) -> str:
     """Refuse, before any sample is drawn (or any run folder touched by ``--eval-every``),
-    metric/feature/data combinations that cannot work; returns the feature net's name."""
+    metric/feature/data combinations that cannot work; returns the feature net's name.
+    ``n``: the number of samples per evaluation (``cfg.eval_n`` unless given)."""
     from .features import FEATURES
 
     for name in metrics:
         METRICS.get(name)
+    n = cfg.eval_n if n is None else n
+    if "kid" in metrics:
+        try:
+            kid_subset_size(n, n)
+        except ValueError as e:
+            raise GanforgeError(f"{n} samples (--n, --eval-n): {e}") from None
     features = features or default_features(cfg)
     if features != "raw" and features not in FEATURES:
         raise GanforgeError(f"unknown feature network {features!r}; valid names: raw, "
@@ -162,14 +169,9 @@ def evaluate(G: nn.Module, cfg, data: Dataset,
              ) -> dict[str, Any]:
     """Metric values for G against ``data`` (see :data:`ganforge.metrics.METRICS`).
     ``net``: the feature network already loaded (training evaluates many times)."""
-    features = check_request(cfg, metrics, features)
     if n <= 1:
         raise GanforgeError(f"--n must be at least 2, got {n}")
-    if "kid" in metrics:
-        try:
-            kid_subset_size(n, n)  # before any sample is drawn
-        except ValueError as e:
-            raise GanforgeError(f"--n {n}: {e}") from None
+    features = check_request(cfg, metrics, features, n)
     device = device or next(G.parameters()).device
     if net is None:
         net = feature_net(features, device, inception_weights)
