@@ -169,7 +169,7 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     ganforge train ...`` (the same argv without --nproc) and return its exit code."""
     if nproc < 1:
         raise GanforgeError(f"--nproc must be positive, got {nproc}")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+    cmd = [sys.executable, "-m", "ganforge.torchrun", "--standalone",
            f"--nproc_per_node={nproc}", "-m", "ganforge", *argv]
     env = dict(os.environ)
     if "OMP_NUM_THREADS" not in env:  # CPU ranks share the cores instead of oversubscribing

@@ -22,8 +22,16 @@ from .data import Dataset, Gaussian1D, Points2D
 from .data.mnist import cache_dir
 from .errors import GanforgeError
 from .files import atomic_write_bytes
-from .metrics import METRICS, count_modes_2d, count_modes_stacked, inception_score, kid, prdc
-from .metrics import fid as fid_metric
+from .metrics import (
+    METRICS,
+    count_modes_2d,
+    count_modes_stacked,
+    fid_eps,
+    inception_score,
+    kid,
+    kid_subset_size,
+    knn_metrics,
+)
 from .priors import PRIORS
 
 LOWER_IS_BETTER = ("fid", "kid", "kl")
@@ -44,13 +52,20 @@ def default_features(cfg) -> str:
 MODE_DATASETS = ("ring-8", "grid-25", "stacked-mnist")  # what metric 'modes' can count
 
 
-def check_request(cfg, metrics, features: str | None = None) -> str:
+def check_request(cfg, metrics, features: str | None = None, n: int | None = None) -> str:
     """Refuse, before any sample is drawn (or any run folder touched by ``--eval-every``),
-    metric/feature/data combinations that cannot work; returns the feature net's name."""
+    metric/feature/data combinations that cannot work; returns the feature net's name.
+    ``n``: the number of samples per evaluation (``cfg.eval_n`` unless given)."""
     from .features import FEATURES
 
     for name in metrics:
         METRICS.get(name)
+    n = cfg.eval_n if n is None else n
+    if "kid" in metrics:
+        try:
+            kid_subset_size(n, n)
+        except ValueError as e:
+            raise GanforgeError(f"{n} samples (--n, --eval-n): {e}") from None
     features = features or default_features(cfg)
     if features != "raw" and features not in FEATURES:
         raise GanforgeError(f"unknown feature network {features!r}; valid names: raw, "
@@ -155,9 +170,9 @@ def evaluate(G: nn.Module, cfg, data: Dataset,
              ) -> dict[str, Any]:
     """Metric values for G against ``data`` (see :data:`ganforge.metrics.METRICS`).
     ``net``: the feature network already loaded (training evaluates many times)."""
-    features = check_request(cfg, metrics, features)
     if n <= 1:
         raise GanforgeError(f"--n must be at least 2, got {n}")
+    features = check_request(cfg, metrics, features, n)
     device = device or next(G.parameters()).device
     if net is None:
         net = feature_net(features, device, inception_weights)
@@ -180,10 +195,12 @@ def evaluate(G: nn.Module, cfg, data: Dataset,
         raise GanforgeError(f"feature net {net.name!r} takes grey images; for colour data use "
                             "--features inception (or raw)")
     if "fid" in rest:
-        out["fid"] = fid_metric(real_f.double().numpy(), fake_f.double().numpy())
+        out["fid"], eps = fid_eps(real_f.double().numpy(), fake_f.double().numpy())
+        if eps:  # said only when it happened: the value is then not the exact formula's
+            out["fid_eps"] = eps
     if "kid" in rest:
-        out["kid"], out["kid_std"] = kid(real_f.double().numpy(), fake_f.double().numpy(),
-                                         subset_size=min(1000, n))
+        out["kid_subset"] = kid_subset_size(n, n)
+        out["kid"], out["kid_std"] = kid(real_f.double().numpy(), fake_f.double().numpy())
     if "is" in rest:
         if fake_l is None:
             raise GanforgeError(f"metric 'is' needs a classifier; feature net {features!r} "
@@ -191,10 +208,9 @@ def evaluate(G: nn.Module, cfg, data: Dataset,
         out["is"], out["is_std"] = inception_score(fake_l.double().numpy(), from_logits=True)
     wanted = {"precision", "recall", "density", "coverage"} & set(rest)
     if wanted:
-        k_pr = prdc(real_f, fake_f, k=3)  # precision/recall with k=3 (Kynkaanniemi et al.)
-        k_dc = prdc(real_f, fake_f, k=5)  # density/coverage with k=5 (Naeem et al.)
-        for name in wanted:
-            out[name] = (k_pr if name in ("precision", "recall") else k_dc)[name]
+        # k=3 for precision/recall (Kynkaanniemi et al.), k=5 for density/coverage (Naeem et
+        # al.), from one k-NN search per set and one pass over the real-fake distances
+        out.update(knn_metrics(real_f, fake_f, k_pr=3, k_dc=5, metrics=wanted))
     return {k: (float(v) if isinstance(v, np.floating) else v) for k, v in out.items()}
 
 
@@ -204,8 +220,13 @@ def better(metric: str, new: float, best: float | None) -> bool:
     return new < best if metric in LOWER_IS_BETTER else new > best
 
 
+def _number(v: float) -> str:
+    # 4 decimals, but small values (KID near 0, fid_eps) keep their significant digits
+    return f"{v:.3g}" if 0 < abs(v) < 1e-3 else f"{v:.4f}"
+
+
 def format_table(result: dict[str, Any]) -> str:
-    rows = [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in result.items()]
+    rows = [(k, _number(v) if isinstance(v, float) else str(v)) for k, v in result.items()]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
