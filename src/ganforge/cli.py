@@ -343,8 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _say_error(message: str) -> None:
-    """Errors are printed once: by rank 0 of a multi-process run (the others fail alike)."""
-    if os.environ.get("RANK", "0") == "0":
+    """A training process under torchrun also leaves its error for the launcher (torchelastic's
+    error file), which reports the first failure once; ``--nproc``'s launcher prints it as
+    ganforge's one line, so the ranks do not. Otherwise rank 0 (or a lone process) says it."""
+    from .distributed import LAUNCHER_ENV, record_error
+
+    record_error(message)
+    if os.environ.get("RANK", "0") == "0" and not os.environ.get(LAUNCHER_ENV):
         print(f"ganforge: error: {message}", file=sys.stderr)
 
 

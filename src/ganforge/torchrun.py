@@ -22,6 +22,11 @@ def main(argv: Sequence[str]) -> int:
     try:
         run(args)
     except ChildFailedError as e:
+        rank, failure = e.get_first_failure()  # the root cause: the earliest to fail
+        ours = (failure.error_file_data or {}).get("message")  # a str: ganforge's one line
+        print("ganforge: error: " + (ours if isinstance(ours, str) else
+              f"training process {rank} exited with code {failure.exitcode}"),
+              file=sys.stderr)
         codes = [f.exitcode for f in e.failures.values()]
         return next((c for c in codes if c > 0), 1)
     return 0
