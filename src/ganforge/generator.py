@@ -110,6 +110,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedGenerat
                    f"data {list(data_shape)})", device)
     G, _ = MODELS.get(cfg.model)(cfg, data_shape, num_classes)
     checkpoint.load_module_state(G, weights, "generator", ckpt)
+    sizes.g_act, _ = budget.activations(G, None, cfg.z_dim, num_classes)
     gen = TrainedGenerator(G, cfg, step, num_classes, ema).to(device)
     gen.sizes = sizes
     return gen.eval()

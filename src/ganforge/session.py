@@ -94,11 +94,9 @@ class Session:
         self.world, device_name = distributed.init(cfg.device, cfg.dist_timeout)
         device = pick_device(device_name)
         self.data = load_dataset(cfg)
-        sizes = budget.Sizes(cfg, tuple(self.data.shape),
-                             self.data.num_classes if cfg.conditional else 0)
-        budget.require(sizes.training_bytes(cfg) / self.world.size,
-                       f"this run (batch_size {cfg.batch_size}, n_samples {cfg.n_samples}, "
-                       f"data {list(self.data.shape)}, z_dim {cfg.z_dim})", device)
+        budget.check_training(cfg, tuple(self.data.shape),
+                              self.data.num_classes if cfg.conditional else 0, device,
+                              self.world.size)
         self.data_used = {**self.data.info, "device": str(device), "processes": self.world.size}
         if self.data.name != cfg.dataset:  # mnist fell back to the offline sample: record it
             self.data_used["requested"] = cfg.dataset
