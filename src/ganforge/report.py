@@ -30,7 +30,7 @@ LOSS_KEYS = ("d_loss", "g_loss")
 D_KEYS = ("d_real", "d_fake")
 LABELS = {"d_loss": "D loss", "g_loss": "G loss", "d_real": "D(x)", "d_fake": "D(G(z))",
           "it_s": "iterations / s"}
-NOT_METRICS = {"step", "n"}  # bookkeeping in eval rows, not something to plot
+NOT_METRICS = {"step", "n", "classes_min_count", "n_classes"}  # bookkeeping, not to plot
 STEP_RE = re.compile(r"step-(\d+)")
 
 

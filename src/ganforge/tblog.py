@@ -33,7 +33,7 @@ TAGS = {
 EVAL_KEYS = frozenset({
     "fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "density", "coverage",
     "modes", "modes_strict", "strict_min_count", "high_quality", "kl", "n_modes", "n",
-    "classes", "classes_kl", "classes_confident", "classes_min_count", "n_classes",
+    "classes", "classes_kl", "classes_confident", "classes_hist", "classes_min_count", "n_classes",
 })
 HISTOGRAMS = frozenset({"classes_hist"})  # per-class counts: a TensorBoard histogram
 SKIP = frozenset({"step"})
