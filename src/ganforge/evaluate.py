@@ -20,16 +20,9 @@ from torch import nn
 from .data import Dataset, Gaussian1D, Points2D
 from .data.mnist import cache_dir
 from .errors import GanforgeError
-from .metrics import (
-    METRICS,
-    class_histogram,
-    count_modes_2d,
-    count_modes_stacked,
-    inception_score,
-    kid,
-    prdc,
-)
+from .metrics import METRICS, count_modes_2d, count_modes_stacked, inception_score, kid, prdc
 from .metrics import fid as fid_metric
+from .metrics.classes import class_histogram
 from .priors import PRIORS
 
 LOWER_IS_BETTER = ("fid", "kid", "kl", "classes_kl")
