@@ -341,8 +341,9 @@ class Session:
         result = evaluate(trainer.sampling_G, cfg, self.data, cfg.metrics, cfg.eval_n,
                           cfg.features, trainer.device, trainer.num_classes, seed=cfg.seed,
                           net=self.features)
+        # lists: the class histogram of metric 'classes'
         row = {"step": trainer.step_count, **{k: v for k, v in result.items()
-                                              if isinstance(v, int | float)}}
+                                              if isinstance(v, int | float | list)}}
         run.log(row)
         if self.tb is not None:
             self.tb.scalars(trainer.step_count, row)
