@@ -103,9 +103,12 @@ class RunLock:
             os.close(fd)  # the holder removed the file as we opened it: take the new one
         else:
             raise GanforgeError(f"{self.path}: could not take the run folder's lock")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
         self._fd: int | None = fd
+        try:  # the holder's name is for the message only: a full disk must not stop the lock
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        except OSError:
+            pass
 
     def release(self) -> None:
         if self._fd is not None:
