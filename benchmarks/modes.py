@@ -94,8 +94,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="seeds trained in parallel")
     args = ap.parse_args()
 
-    print(f"| preset | iterations | seeds | modes | all modes | % HQ | reverse KL | "
-          f"PacGAN Table 1 (modes / % HQ / KL) | s per seed |")
+    print("| preset | iterations | seeds | modes | all modes | % HQ | reverse KL | "
+          "PacGAN Table 1 (modes / % HQ / KL) | s per seed |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
     for preset in args.rows:
         with ProcessPoolExecutor(args.jobs) as pool:

@@ -70,9 +70,17 @@ def test_packing_keeps_real_and_fake_packs_apart():
     assert not torch.allclose(x[8:].reshape(-1, 2).norm(dim=1), torch.full((32,), 2.0), atol=0.2)
 
 
-def test_pac_must_divide_the_batch():
-    with pytest.raises(GanforgeError, match="multiple of the pack size"):
-        resolve("ring-8", overrides=dict(pac=3, batch_size=32))
+@pytest.mark.parametrize("fields,message", [
+    (dict(pac=3, batch_size=32), "multiple of the pack size"),
+    (dict(pac=0), "pac: expected 1"),
+    (dict(mbstd_group=3, batch_size=32), "must be a multiple of it"),
+    (dict(pac=2, mbstd_group=32, batch_size=32), "batch of 16 .packs."),
+    (dict(unroll_steps=-1), "unroll_steps: expected 0"),
+])
+def test_bad_remedy_settings_are_one_line_errors(fields, message):
+    with pytest.raises(GanforgeError, match=message) as e:
+        resolve("ring-8", overrides=fields)
+    assert "\n" not in str(e.value)
 
 
 # --- minibatch standard deviation -------------------------------------------------------------
