@@ -183,3 +183,27 @@ for _data in ("ring-8", "grid-25"):
             f"PacGAN Table 1's {'GAN' if _m == 1 else f'PacGAN{_m}'} row on {_GEOMETRY[_data]}; "
             "its nets and optimiser, 400,000 iterations",
         )(lambda d=_data, m=_m: _pacgan(d, m))
+
+
+# --- ganforge's own best on the mixtures (benchmarks/modes.py) ----------------------------------
+def _best(preset: str, dataset: str, **kw) -> Config:
+    """PacGAN's kind of nets at a third of the width (2-D noise, BatchNorm G, maxout D),
+    packs of 2, Adam 3e-4 (0.9, 0.999) and G's EMA (half-life 100 iterations), which keeps
+    samples on the modes; 3,000 iterations so that ten seeds fit in minutes on a CPU."""
+    base = dict(preset=preset, dataset=dataset, model="mlp-pacgan", z_dim=2, g_hidden=128,
+                d_hidden=128, init="normal0.02", prior="normal", objective="nonsaturating",
+                batch_size=256, pac=2, g_lr=3e-4, d_lr=3e-4, ema=100.0, steps=3000,
+                log_every=100, sample_every=500, ckpt_every=1000, n_samples=2500)
+    return Config(**{**base, **kw})
+
+
+@PRESETS.register("ring-8-best", "ganforge's best on ring-8 (radius 2, std 0.02): 2-D noise, "
+                  "BatchNorm MLP G, maxout D, packs of 2, G's EMA; 3,000 iterations")
+def ring_8_best() -> Config:
+    return _best("ring-8-best", "ring-8")
+
+
+@PRESETS.register("grid-25-best", "ganforge's best on grid-25 (std 0.05): as ring-8-best with "
+                  "Adam 1e-3; 3,000 iterations")
+def grid_25_best() -> Config:
+    return _best("grid-25-best", "grid-25", g_lr=1e-3, d_lr=1e-3)
