@@ -64,9 +64,13 @@ def one_seed(preset: str, seed: int, steps: int | None) -> dict[str, float]:
                              sample_every=10**9, ckpt_every=10**9, **kw)
         x = ganforge.load(run.dir).sample(SAMPLES, seed=10_000 + seed)
         m = count_modes_2d(x.cpu().numpy(), run.config.dataset)
-    return {"modes": m["modes"], "all": m["modes"] == m["n_modes"],
-            "hq": 100 * m["high_quality"], "kl": m["kl"], "s": time.time() - t,
-            "n_modes": m["n_modes"], "steps": run.config.steps}
+    r = {"modes": m["modes"], "all": m["modes"] == m["n_modes"],
+         "hq": 100 * m["high_quality"], "kl": m["kl"], "s": time.time() - t,
+         "n_modes": m["n_modes"], "steps": run.config.steps}
+    # each seed as it lands (stderr), so that a long row interrupted still leaves its seeds
+    print(f"{preset} seed {seed}: modes {r['modes']} HQ {r['hq']:.1f} KL {r['kl']:.3f} "
+          f"({r['s']:.0f} s)", file=sys.stderr, flush=True)
+    return r
 
 
 def mean_se(values: list[float]) -> str:
