@@ -231,3 +231,16 @@ def test_resume_is_bit_identical_with_each_remedy(tmp_path, extra):
         assert torch.equal(ta[k], tb[k]), k
     assert _rows(straight.dir) == _rows(resumed.dir)
     assert math.isfinite(_rows(straight.dir)[-1]["d_loss"])
+
+
+def test_pacgan_presets_build_pacgans_nets():
+    from ganforge.models.mlp import Maxout
+
+    cfg = resolve("pacgan3-ring-8")
+    assert (cfg.pac, cfg.batch_size, cfg.z_dim, cfg.steps) == (3, 300, 2, 400_000)
+    G, D = build_models(cfg, (2,))
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in G.modules()) == 4
+    maxouts = [m for m in D.modules() if isinstance(m, Maxout)]
+    assert len(maxouts) == 3 and all(m.pieces == 5 for m in maxouts)
+    assert maxouts[0].linear.in_features == 3 * 2 and maxouts[0].linear.out_features == 1000
+    assert D(torch.randn(12, 2)).shape == (4,)
