@@ -185,8 +185,8 @@ class SweepTrainer:
                 f"objectives {', '.join(STACKABLE_OBJECTIVES)} (no penalties, EMA or SN)")
         remedies = active_remedies(cfg)
         if remedies:
-            raise GanforgeError(f"sweep: {', '.join(remedies)} need the Trainer (issue 14); "
-                                "train each run with `ganforge train`")
+            raise GanforgeError(f"sweep: cannot stack runs with {', '.join(remedies)} yet "
+                                "(issue 14); train each run with `ganforge train`")
         self.configs, self.cfg, self.data, self.device = configs, cfg, data, device
         self.R, B = len(configs), cfg.batch_size
         Gs, Ds = [], []
