@@ -39,6 +39,11 @@ def _tiny_overrides(name, cfg, folders):
                   d_hidden=16 if cfg.model == "resnet" else 8, n_samples=8)
     elif cfg.dataset in ("mnist", "fashion-mnist"):
         kw.update(dataset="mnist-sample", g_hidden=16, d_hidden=16)
+    elif cfg.model == "mlp-pacgan":
+        kw.update(g_hidden=16, d_hidden=16, n_samples=64)
+    kw["batch_size"] *= cfg.pac  # whole packs (PacGAN presets)
+    if cfg.mbstd_group:
+        kw["batch_size"] *= cfg.mbstd_group
     return kw
 
 

@@ -57,6 +57,11 @@ class Config:
     r1_gamma: float = 0.0  # R1 penalty gamma/2 E||grad D(x)||^2 on real data (0 = off)
     r2_gamma: float = 0.0  # R2: the same on generated samples (0 = off)
     reg_interval: int = 1  # lazy regularisation: apply R1/R2 every N D steps, weighted by N
+    # mode-collapse remedies (see remedies.py); each combines with any objective and model
+    pac: int = 1  # PacGAN: D judges packs of this many samples (1 = off)
+    mbstd_group: int = 0  # minibatch-std feature into D's last layer over groups of N (0 = off)
+    unroll_steps: int = 0  # unrolled GAN: G's loss through this many extra D steps (0 = off)
+    diffaugment: str = ""  # DiffAugment policies on D's images, e.g. "translation,cutout,color"
     ema: float = 0.0  # generator EMA half-life in iterations (0 = off); used for samples
     batch_size: int = 128
     steps: int = 20_000  # iterations; one iteration = k_d D steps + k_g G steps
@@ -255,6 +260,9 @@ def validate(cfg: Config) -> Config:
     ):
         raise GanforgeError("toy_weights: expected one non-negative weight per mixture component")
     _check_names(cfg)
+    from .remedies import check_config
+
+    check_config(cfg)
     if cfg.cuda_graphs not in ("auto", "on", "off"):
         raise GanforgeError(f"--cuda-graphs: expected auto, on or off, got {cfg.cuda_graphs!r}")
     if cfg.backward not in ("auto", "autograd", "manual"):

@@ -23,6 +23,7 @@ from torch import nn
 
 from .config import Config
 from .losses import Objective
+from .remedies import active_remedies
 
 aten = torch.ops.aten
 
@@ -55,7 +56,7 @@ class Chain:
         linears: list[nn.Linear] = []
         acts: list[nn.Module] = []
         for m in net:
-            if isinstance(m, nn.Linear):
+            if type(m) is nn.Linear:  # exactly: a subclass (MinibatchStdLinear) does more
                 if m.bias is None:
                     raise ValueError("a Linear layer without bias")
                 linears.append(m)
@@ -116,6 +117,7 @@ def hand_gradients(cfg: Config, G: nn.Module, D: nn.Module,
                (cfg.r1_gamma or cfg.r2_gamma, "R1/R2 penalties"),
                (objective.gradient_penalty, "gradient penalties"),
                (cfg.compile, "torch.compile"), (cfg.amp != "off", "bf16 autocast")]
+    reasons += [(True, f"the mode-collapse remedy {name}") for name in active_remedies(cfg)]
     for bad, what in reasons:
         if bad:
             raise ValueError(what)

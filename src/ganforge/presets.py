@@ -148,3 +148,63 @@ def ring_8() -> Config:
                   "10,000 iterations")
 def grid_25() -> Config:
     return _points("grid-25", "grid-25")
+
+
+# --- PacGAN's synthetic-data experiments (Lin et al. 2018, Table 1) ---------------------------
+PACGAN_EPOCHS, PACGAN_SAMPLES, PACGAN_BATCH = 400, 100_000, 100
+
+
+def _pacgan(dataset: str, m: int) -> Config:
+    """PacGAN's 2-D setup, read from its code (fjxmlzn/PacGAN, synthetic_data_experiments,
+    2DRing/2DGrid ``config.py`` and ``pacgan_task.py``): z ~ N(0, I_2); G 4 hidden layers of
+    400 (BatchNorm, ReLU), linear output; D 3 maxout layers of 200 units x 5 pieces and a
+    linear logit; N(0, 0.02) weights, zero biases; Adam lr 1e-4, beta1 0.8; the
+    non-saturating loss; 100 packs per batch (m·100 samples), 400 epochs of 100,000 samples.
+    Differences: PacGAN updates D and G at once from one batch (ALI's algorithm), ganforge
+    alternates; PacGAN's BatchNorm normalises each of the m groups of G's batch apart."""
+    name = f"pacgan{m if m > 1 else ''}-{dataset}"
+    steps = PACGAN_EPOCHS * PACGAN_SAMPLES // PACGAN_BATCH
+    return Config(preset=name, dataset=dataset, model="mlp-pacgan", z_dim=2, g_hidden=400,
+                  d_hidden=200, init="normal0.02", prior="normal", objective="nonsaturating",
+                  batch_size=PACGAN_BATCH * m, pac=m, g_lr=1e-4, d_lr=1e-4,
+                  g_betas=[0.8, 0.999], d_betas=[0.8, 0.999], steps=steps, log_every=500,
+                  sample_every=5000, ckpt_every=10_000, n_samples=2500)
+
+
+_GEOMETRY = {
+    "ring-8": "ganforge's ring-8 (radius 2, std 0.02): PacGAN's ring (radius 1, std 0.01) "
+              "scaled by 2, the same test under the 3-std rule",
+    "grid-25": "grid-25 (std 0.05), PacGAN's own grid",
+}
+for _data in ("ring-8", "grid-25"):
+    for _m in (1, 2, 3, 4):
+        PRESETS.register(
+            f"pacgan{_m if _m > 1 else ''}-{_data}",
+            f"PacGAN Table 1's {'GAN' if _m == 1 else f'PacGAN{_m}'} row on {_GEOMETRY[_data]}; "
+            "its nets and optimiser, 400,000 iterations",
+        )(lambda d=_data, m=_m: _pacgan(d, m))
+
+
+# --- ganforge's own best on the mixtures (benchmarks/modes.py) ----------------------------------
+def _best(preset: str, dataset: str, **kw) -> Config:
+    """PacGAN's kind of nets at a third of the width (2-D noise, BatchNorm G, maxout D),
+    packs of 2, Adam 3e-4 (0.5, 0.999) and G's EMA (half-life 100 iterations), which keeps
+    samples on the modes; 3,000 iterations so that ten seeds fit in minutes on a CPU."""
+    base = dict(preset=preset, dataset=dataset, model="mlp-pacgan", z_dim=2, g_hidden=128,
+                d_hidden=128, init="normal0.02", prior="normal", objective="nonsaturating",
+                batch_size=256, pac=2, g_lr=3e-4, d_lr=3e-4, g_betas=[0.5, 0.999],
+                d_betas=[0.5, 0.999], ema=100.0, steps=3000,
+                log_every=100, sample_every=500, ckpt_every=1000, n_samples=2500)
+    return Config(**{**base, **kw})
+
+
+@PRESETS.register("ring-8-best", "ganforge's best on ring-8 (radius 2, std 0.02): 2-D noise, "
+                  "BatchNorm MLP G, maxout D, packs of 2, G's EMA; 3,000 iterations")
+def ring_8_best() -> Config:
+    return _best("ring-8-best", "ring-8")
+
+
+@PRESETS.register("grid-25-best", "ganforge's best on grid-25 (std 0.05): as ring-8-best with "
+                  "Adam 1e-3; 3,000 iterations")
+def grid_25_best() -> Config:
+    return _best("grid-25-best", "grid-25", g_lr=1e-3, d_lr=1e-3)

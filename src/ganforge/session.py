@@ -539,7 +539,8 @@ def _snapshot(trainer: Trainer, run: Run) -> tuple[Path, torch.Tensor]:
         data = trainer.data
         if isinstance(data, Gaussian1D):
             xs = torch.linspace(*data.plot_range(), 400, device=trainer.device)
-            out = D(xs.unsqueeze(1))
+            # a packing D judges m samples at once: show it packs of m copies of each x
+            out = D(xs.unsqueeze(1).repeat_interleave(trainer.cfg.pac, 0))
             d_of_x = torch.sigmoid(out) if trainer.objective.outputs_logits else out
             viz.plot_density_1d(xs.cpu().numpy(), data.pdf(xs.cpu()).numpy(),
                                 fake.squeeze(1).cpu().numpy(), d_of_x.cpu().numpy(), path,

@@ -29,6 +29,7 @@ from .losses import OBJECTIVES
 from .mlp_grads import Chain, MLPGradients
 from .models import build_models
 from .priors import PRIORS
+from .remedies import active_remedies
 from .run import SWEEP_FORMAT, Run, claim, default_out
 from .train import DATA_SALT, FIXED_NOISE_SALT, GRAPH_WARMUP, graph_unroll_for, pick_device
 
@@ -182,6 +183,10 @@ class SweepTrainer:
             raise GanforgeError(
                 "sweep: vectorised runs support unconditional MLP GANs with Adam and the "
                 f"objectives {', '.join(STACKABLE_OBJECTIVES)} (no penalties, EMA or SN)")
+        remedies = active_remedies(cfg)
+        if remedies:
+            raise GanforgeError(f"sweep: cannot stack runs with {', '.join(remedies)} yet "
+                                "(issue 14); train each run with `ganforge train`")
         self.configs, self.cfg, self.data, self.device = configs, cfg, data, device
         self.R, B = len(configs), cfg.batch_size
         Gs, Ds = [], []

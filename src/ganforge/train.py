@@ -34,6 +34,7 @@ from .models import build_models
 from .optim import lean_step
 from .priors import PRIORS
 from .regularisers import gradient_penalty, r1_penalty
+from .remedies import DSnapshot
 
 FIXED_NOISE_SALT = 0x5EED  # the grid's noise comes from its own stream, not the training one
 DATA_SALT = 0xDA7A  # the data-order stream's seed is derived from the run's seed
@@ -86,6 +87,7 @@ class Trainer:
         broadcast_module(self.D, world)
         self.objective: Objective = build_objective(cfg)
         self.prior = PRIORS.get(cfg.prior)
+        self._check_remedy_batches()
         self.opt_g = _optimizer(cfg, self.G, cfg.g_lr, cfg.g_betas, device)
         self.opt_d = _optimizer(cfg, self.D, cfg.d_lr, cfg.d_betas, device)
         self.G_ema: nn.Module | None = None
@@ -98,6 +100,8 @@ class Trainer:
         self.data_gen = torch.Generator(device).manual_seed(cfg.seed ^ DATA_SALT)
         self.batches = data.to(device).sampler(cfg.batch_size, self.data_gen)
         self.batches.shard(self.part)
+        if getattr(self.D, "diffaugment", None) is not None:  # augment from the run's stream
+            self.D.diffaugment.generator = self.gen
         if getattr(self.G, "out_range", None) and hasattr(self.batches, "value_range"):
             self.batches.value_range = self.G.out_range
         self.fixed_z, self.fixed_y = self._fixed_inputs()
@@ -126,7 +130,7 @@ class Trainer:
         # and each regulariser of D how often (in D steps) it is added to D's loss.
         self.phases: list[tuple[str, int, Callable[[], None]]] = [
             ("D", cfg.k_d, self.d_step),
-            ("G", cfg.k_g, self.g_step),
+            ("G", cfg.k_g, self.unrolled_g_step if cfg.unroll_steps else self.g_step),
         ]
         self.regularisers: list[tuple[str, int, float]] = [
             (name, cfg.reg_interval, gamma / 2) for name, gamma in
@@ -140,6 +144,14 @@ class Trainer:
         self.stat_names = ("d_loss", "g_loss", "d_real", "d_fake", *self.objective.extra_stats)
         self.stats = torch.zeros(len(self.stat_names), device=device)
         self._zero_stats()
+
+    def _check_remedy_batches(self) -> None:
+        """Packs and minibatch-std groups are cut from each process's share of the batch."""
+        cfg, B = self.cfg, self.local_batch
+        if B % cfg.pac or (cfg.mbstd_group and (B // cfg.pac) % cfg.mbstd_group):
+            raise GanforgeError(f"pac={cfg.pac}, mbstd_group={cfg.mbstd_group}: each of the "
+                                f"{self.world.size} processes' {B} samples must split into "
+                                "whole packs and groups")
 
     def _hand_gradients(self) -> MLPGradients | None:
         """MLP gradients derived by hand (``backward``): by default on CPUs, where autograd's
@@ -176,7 +188,6 @@ class Trainer:
 
     # --- the algorithm -------------------------------------------------------------------
     def d_step(self) -> None:
-        B = self.local_batch
         (real, y_real), z, y_fake = self.reals.pop(), self.noise.pop(), self.fake_labels.pop()
         if self.by_hand is not None:  # the same gradients without autograd; sets every .grad
             loss, out = self.by_hand.d_backward(real, z)
@@ -187,12 +198,13 @@ class Trainer:
         average_gradients(self.D.parameters(), self.world)
         self.opt_d_step()
         out = out.detach()
-        self.objective.after_d_step(self.D, out[:B], out[B:])
+        n = out.shape[0] // 2  # D's outputs per half: B samples, or B/pac packs
+        self.objective.after_d_step(self.D, out[:n], out[n:])
         self.d_steps += 1
         with torch.no_grad():  # few kernels: these run every step, also inside CUDA graphs
             self.stats[0] += loss.detach()
             shown = torch.sigmoid(out) if self.objective.outputs_logits else out
-            self.stats[2:4] += shown.view(2, B).mean(1)
+            self.stats[2:4] += shown.view(2, -1).mean(1)  # -1: B, or B/pac packs
             extra = self.objective.stats()
             if extra is not None:
                 self.stats[4:] += extra
@@ -200,7 +212,6 @@ class Trainer:
     def _d_loss(self, real: torch.Tensor, y_real: torch.Tensor | None, z: torch.Tensor,
                 y_fake: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """D's loss (penalties included) and its outputs on real then fake samples."""
-        B = self.local_batch
         with torch.no_grad():
             fake = self._g(z, y_fake).to(real.dtype)
         if self.d_separate:
@@ -209,7 +220,7 @@ class Trainer:
         else:  # one D call for both halves
             y = None if y_real is None else torch.cat([y_real, y_fake])
             out = self._d(torch.cat([real, fake]), y)
-            real_out, fake_out = out[:B], out[B:]
+            real_out, fake_out = out.chunk(2)  # halves: B outputs each, or B/pac packs
         loss = self.objective.d_loss(real_out, fake_out)
         if self.objective.gradient_penalty:
             loss = loss + self.objective.gradient_penalty * gradient_penalty(
@@ -236,6 +247,35 @@ class Trainer:
             self._update_ema()
         with torch.no_grad():
             self.stats[1] += loss.detach()
+
+    def unrolled_g_step(self) -> None:
+        """G's step through an unrolled D (Metz et al. 2017): D takes ``unroll_steps`` more
+        steps on fresh batches, G's gradient is taken through that D, then D's weights, its
+        optimiser state and the objective's state are put back as they were. First order:
+        the unrolled D is treated as a constant of G's parameters (the surrogate of Metz et
+        al.'s Sec. 2.3 without the second-order term), as the reference PyTorch ports do."""
+        snapshot = DSnapshot(self.D, self.opt_d, self.objective)
+        for _ in range(self.cfg.unroll_steps):
+            real, y_real = self.batches.next_with_labels()
+            z, y_fake = self._fresh_noise()
+            self.opt_d.zero_grad(set_to_none=True)
+            loss, out = self._d_loss(real, y_real if self.num_classes else None, z, y_fake)
+            loss.backward()
+            average_gradients(self.D.parameters(), self.world)
+            self.opt_d_step()
+            out = out.detach()
+            self.objective.after_d_step(self.D, *out.chunk(2))
+        self.g_step()
+        snapshot.restore()
+
+    def _fresh_noise(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One step's noise (and labels), drawn globally and cut to this rank's share."""
+        n = self.cfg.batch_size
+        z = self._mine(self.prior(n, self.cfg.z_dim, self.gen))[0]
+        if not self.num_classes:
+            return z, None
+        y = torch.randint(self.num_classes, (n,), generator=self.gen, device=self.device)
+        return z, self._mine(y)[0]
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -297,6 +337,11 @@ class Trainer:
         if self.world.distributed:  # the gradient all-reduce runs outside any graph
             if mode == "on":
                 raise GanforgeError("--cuda-graphs on: not available with several processes")
+            return False
+        if self.cfg.unroll_steps:  # the unrolled steps draw data the replay does not stage
+            if mode == "on":
+                raise GanforgeError("--cuda-graphs on: not available with unroll_steps (the "
+                                    "unrolled D steps draw batches outside the staged ones)")
             return False
         return mode == "on" or (mode == "auto" and self.device.type == "cuda")
 

@@ -34,6 +34,7 @@ from .layers import (
     normalise,
     require_labels,
 )
+from .registry import d_input_shape
 
 SIZES = (28, 32, 64)
 # Side of G's first feature map / D's last: 28 = 7 * 2**2; 32 and 64 = 4 * 2**k.
@@ -155,5 +156,6 @@ def build_dcgan(cfg: Any, data_shape: tuple[int, int, int],
     sn = bool(getattr(cfg, "spectral_norm", False))
     G = DCGANGenerator(cfg.z_dim, cfg.g_hidden, data_shape, num_classes, conditional, mode)
     bn = bool(getattr(cfg, "d_batchnorm", True))
-    D = DCGANDiscriminator(cfg.d_hidden, data_shape, num_classes, conditional, sn, bn)
+    D = DCGANDiscriminator(cfg.d_hidden, d_input_shape(cfg, data_shape), num_classes,
+                           conditional, sn, bn)
     return G, D

@@ -33,6 +33,7 @@ from .layers import (
     normalise,
     require_labels,
 )
+from .registry import d_input_shape
 
 SIZES = (32,)
 
@@ -166,5 +167,6 @@ def build_resnet(cfg: Any, data_shape: tuple[int, int, int],
     check_image_shape("resnet", data_shape, SIZES)
     conditional, mode = conditioning(cfg, num_classes, "resnet")
     G = ResNetGenerator(cfg.z_dim, cfg.g_hidden, data_shape, num_classes, conditional, mode)
-    D = ResNetDiscriminator(cfg.d_hidden, data_shape, num_classes, conditional)
+    D = ResNetDiscriminator(cfg.d_hidden, d_input_shape(cfg, data_shape), num_classes,
+                            conditional)
     return G, D

@@ -1,0 +1,223 @@
+"""Remedies for mode collapse, each one config field, combinable with any objective and model.
+
+- ``pac`` (PacGAN, Lin et al. 2018): D judges packs of m samples concatenated (along the
+  features of flat data, along the channels of images, as PacGAN's conv D does); real packs
+  hold real samples only, fake packs fake ones. D's first layer is built m times wider.
+- ``mbstd_group`` (ProGAN/StyleGAN): the standard deviation of each feature over a group of
+  samples, averaged into one number, appended as an extra input of D's last linear layer.
+- ``diffaugment`` (Zhao et al. 2020): the same random augmentations on real and fake images
+  before D, differentiable for G (:mod:`ganforge.diffaugment`).
+- ``unroll_steps`` (Metz et al. 2017): G's loss is taken through D after k extra D updates,
+  which are then undone (:class:`DSnapshot`); the Trainer runs it as its G phase.
+
+Packing and augmentation are forward pre-hooks on D, so D's parameter names (and its
+checkpoints) do not change; minibatch-std widens D's last Linear in place of the old one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .diffaugment import DiffAugment
+from .errors import GanforgeError
+from .registry import Registry
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .losses import Objective
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """One remedy: its config field, whether a config turns it on, and how it changes D
+    (``install(cfg, D, data_shape)``; None for remedies that live in the training loop)."""
+
+    field: str
+    active: Callable[[Any], bool]
+    install: Callable[[Any, nn.Module, tuple[int, ...]], None] | None = None
+
+
+REMEDIES: Registry[Remedy] = Registry("remedy")
+
+
+def active_remedies(cfg: Any) -> list[str]:
+    """The config fields of the remedies ``cfg`` turns on (empty: a plain GAN)."""
+    return [REMEDIES.get(n).field for n in REMEDIES if REMEDIES.get(n).active(cfg)]
+
+
+def install_remedies(cfg: Any, D: nn.Module, data_shape: tuple[int, ...]) -> None:
+    """Change a freshly built D as the config asks (called by ``build_models``). The order
+    is the registry's: augment each image, then pack; minibatch-std sits at D's end."""
+    for name in REMEDIES:
+        r = REMEDIES.get(name)
+        if r.install is not None and r.active(cfg):
+            r.install(cfg, D, tuple(data_shape))
+
+
+def check_remedies(cfg: Any, data_shape: tuple[int, ...], num_classes: int) -> None:
+    """Refusals that need the data's shape (one line each); field ranges are in config."""
+    if getattr(cfg, "diffaugment", "") and len(data_shape) != 3:
+        raise GanforgeError(f"diffaugment: augments images (C, H, W); {cfg.dataset!r} has "
+                            f"samples of shape {tuple(data_shape)}")
+    if getattr(cfg, "pac", 1) > 1 and num_classes and getattr(cfg, "conditional", False):
+        raise GanforgeError("pac: a pack mixes samples of different classes; packing is not "
+                            "supported with conditional=true")
+
+
+# --- packing ----------------------------------------------------------------------------------
+def packed_shape(data_shape: tuple[int, ...], m: int) -> tuple[int, ...]:
+    """The shape of one pack of ``m`` samples as D sees it: channels (images) or features
+    (anything else) times m. Model builders size D's first layer with it."""
+    if m <= 1:
+        return tuple(data_shape)
+    if len(data_shape) == 3:
+        return (data_shape[0] * m, *data_shape[1:])
+    return (m * math.prod(data_shape),)
+
+
+def pack(x: torch.Tensor, m: int) -> torch.Tensor:
+    """(N, *shape) -> (N/m, *packed shape): samples m·i .. m·i+m-1 form pack i. A view of
+    consecutive samples, so real and fake halves of D's batch never share a pack."""
+    n = x.shape[0]
+    if n % m:
+        raise ValueError(f"pac={m}: D got {n} samples, not a multiple of {m}")
+    if x.dim() == 4:  # images: channel c of sample j in the pack is channel j*C + c
+        return x.reshape(n // m, m * x.shape[1], *x.shape[2:])
+    return x.reshape(n // m, -1)
+
+
+def _install_pac(cfg: Any, D: nn.Module, data_shape: tuple[int, ...]) -> None:
+    m = cfg.pac
+
+    def hook(module: nn.Module, args: tuple) -> tuple:
+        return (pack(args[0], m), *args[1:])
+
+    D.register_forward_pre_hook(hook)
+
+
+def _install_augment(cfg: Any, D: nn.Module, data_shape: tuple[int, ...]) -> None:
+    augment = DiffAugment(cfg.diffaugment)
+    D.diffaugment = augment  # the Trainer points ``augment.generator`` at its noise stream
+
+    def hook(module: nn.Module, args: tuple) -> tuple:
+        return (augment(args[0]), *args[1:])
+
+    D.register_forward_pre_hook(hook)
+
+
+# --- minibatch standard deviation ---------------------------------------------------------
+def minibatch_std(h: torch.Tensor, group: int, eps: float = 1e-8) -> torch.Tensor:
+    """(N, F...) -> (N, 1): for each group of ``group`` consecutive samples, the standard
+    deviation of every feature over the group, averaged over the features, given to each
+    member. Consecutive (not strided, as StyleGAN's reshape groups) so that no group mixes
+    D's real and fake halves. sqrt(var + eps) - sqrt(eps): exactly 0 for identical samples,
+    with the gradient of sqrt finite there."""
+    n = h.shape[0]
+    g = math.gcd(n, group)  # a batch that does not divide (a picture's 400 points): smaller
+    x = h.reshape(n // g, g, -1).float()
+    var = x.var(dim=1, unbiased=False)
+    std = ((var + eps).sqrt() - var.new_full((), eps).sqrt()).mean(dim=1)  # same rounding
+    return std.repeat_interleave(g).view(n, 1).to(h.dtype)
+
+
+class MinibatchStdLinear(nn.Linear):
+    """D's last Linear layer with one more input: the minibatch-std feature of its input."""
+
+    def __init__(self, in_features: int, out_features: int, group: int,
+                 bias: bool = True) -> None:
+        super().__init__(in_features + 1, out_features, bias=bias)
+        self.group = group
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return super().forward(torch.cat([h, minibatch_std(h, self.group)], 1))
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, mbstd_group={self.group}"
+
+
+def _install_mbstd(cfg: Any, D: nn.Module, data_shape: tuple[int, ...]) -> None:
+    parent, name, old = _last_linear(D)
+    sn = parametrize.is_parametrized(old, "weight")
+    new = MinibatchStdLinear(old.in_features, old.out_features, cfg.mbstd_group,
+                             bias=old.bias is not None)
+    if sn:
+        from torch.nn.utils.parametrizations import spectral_norm
+
+        new = spectral_norm(new)
+    setattr(parent, name, new)
+
+
+def _last_linear(D: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+    """The parent, attribute name and module of the last ``nn.Linear`` registered in D."""
+    found = None
+    for parent in D.modules():
+        for name, child in parent.named_children():
+            if type(child) is nn.Linear:
+                found = (parent, name, child)
+    if found is None:
+        raise GanforgeError(f"mbstd_group: {type(D).__name__} has no Linear layer to feed")
+    return found
+
+
+REMEDIES.register("diffaugment", "DiffAugment on real and fake images before D")(
+    Remedy("diffaugment", lambda c: bool(getattr(c, "diffaugment", "")), _install_augment))
+REMEDIES.register("pac", "PacGAN: D judges packs of m samples")(
+    Remedy("pac", lambda c: getattr(c, "pac", 1) > 1, _install_pac))
+REMEDIES.register("mbstd", "minibatch standard deviation into D's last layer")(
+    Remedy("mbstd_group", lambda c: getattr(c, "mbstd_group", 0) > 0, _install_mbstd))
+REMEDIES.register("unroll", "unrolled GAN: G's loss through k further D steps")(
+    Remedy("unroll_steps", lambda c: getattr(c, "unroll_steps", 0) > 0))
+
+
+# --- unrolled D steps ----------------------------------------------------------------------
+class DSnapshot:
+    """D's weights, buffers, optimiser state and the objective's state, taken before the
+    unrolled steps and written back (in place: tensors keep their identity) after G's
+    gradient has been taken through the unrolled D."""
+
+    def __init__(self, D: nn.Module, opt: torch.optim.Optimizer, objective: Objective) -> None:
+        self.opt, self.objective = opt, objective
+        self.params = list(D.parameters())
+        self.had_state = [bool(opt.state.get(p)) for p in self.params]
+        self.tensors = [*self.params, *D.buffers()]
+        for p in self.params:
+            self.tensors += [v for v in opt.state.get(p, {}).values()
+                             if isinstance(v, torch.Tensor)]
+        self.saved = [t.detach().clone() for t in self.tensors]
+        self.objective_state = objective.state_dict()
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        torch._foreach_copy_(self.tensors, self.saved)
+        for p, had in zip(self.params, self.had_state, strict=True):
+            if not had:  # state the unrolled steps created (Adam's first step) goes with them
+                self.opt.state.pop(p, None)
+        self.objective.load_state_dict(self.objective_state)
+
+
+def check_config(cfg: Config) -> None:
+    """Ranges of the remedies' fields (called by ``config.validate``)."""
+    if cfg.pac < 1:
+        raise GanforgeError(f"pac: expected 1 (off) or more samples per pack, got {cfg.pac}")
+    if cfg.batch_size % cfg.pac:
+        raise GanforgeError(f"pac={cfg.pac}: --batch-size {cfg.batch_size} must be a multiple "
+                            f"of the pack size")
+    if cfg.mbstd_group < 0:
+        raise GanforgeError(f"mbstd_group: expected 0 (off) or a group size, got "
+                            f"{cfg.mbstd_group}")
+    if cfg.mbstd_group and (cfg.batch_size // cfg.pac) % cfg.mbstd_group:
+        raise GanforgeError(f"mbstd_group={cfg.mbstd_group}: D's batch of "
+                            f"{cfg.batch_size // cfg.pac} (packs) must be a multiple of it")
+    if cfg.unroll_steps < 0:
+        raise GanforgeError(f"unroll_steps: expected 0 (off) or more, got {cfg.unroll_steps}")
+    if cfg.diffaugment:
+        from .diffaugment import parse_policy
+
+        parse_policy(cfg.diffaugment)
