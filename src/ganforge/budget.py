@@ -76,8 +76,12 @@ class Sizes:
 
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             G, D = MODELS.get(self.cfg.model)(self.cfg, self.shape, self.num_classes)
+            # a batch that packing and minibatch-std groups divide
+            n = 2 * max(1, getattr(self.cfg, "pac", 1)) * max(1, getattr(self.cfg,
+                                                                        "mbstd_group", 1))
             self.g_act, self.d_act = activations(G.to(device), D.to(device), self.z,
-                                                  self.num_classes)
+                                                  self.num_classes, n,
+                                                  max(1, getattr(self.cfg, "pac", 1)))
 
     def weights_bytes(self, cfg: Any) -> float:
         return FLOAT * (self.g_params * (4 + (cfg.ema > 0)) + self.d_params * 4)
@@ -126,10 +130,11 @@ def _count(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters()) + sum(b.numel() for b in m.buffers())
 
 
-def activations(G: nn.Module, D: nn.Module | None, z_dim: int,
-                num_classes: int) -> tuple[int, int]:
+def activations(G: nn.Module, D: nn.Module | None, z_dim: int, num_classes: int,
+                n: int = 2, pac: int = 1) -> tuple[int, int]:
     """Floats that one sample's forward pass produces in G and in D (every leaf module's
-    output), measured on a batch of two; (0, 0) for a model that cannot run this way."""
+    output), measured on a batch of ``n`` (at least 2: BatchNorm refuses one); (0, 0) for a
+    model that cannot run this way."""
     totals = [0]
 
     def hook(module: nn.Module, inputs: Any, output: Any) -> None:
@@ -149,11 +154,15 @@ def activations(G: nn.Module, D: nn.Module | None, z_dim: int,
         return totals[0], out
 
     device = next(G.parameters()).device
-    y = (torch.zeros(2, dtype=torch.long, device=device),) if num_classes else ()
+    y = (torch.zeros(n, dtype=torch.long, device=device),) if num_classes else ()
     try:
-        z = torch.zeros(2, z_dim, device=device)  # 2: BatchNorm refuses a batch of one
+        z = torch.zeros(n, z_dim, device=device)
         g_act, fake = measure(G, z, *y)
-        d_act = measure(D, fake, *y)[0] if D is not None else 0
+        # D as built judges packs of ``pac`` consecutive samples (the Trainer packs them):
+        # features side by side, or images along channels, is this reshape
+        packs = fake.reshape(n // pac, pac * fake.shape[1], *fake.shape[2:])
+        labels = (y[0][::pac],) if y else ()
+        d_act = measure(D, packs, *labels)[0] if D is not None else 0
     except Exception:  # noqa: BLE001 - the estimate then counts weights only
         return 0, 0
     return g_act, d_act
