@@ -41,6 +41,7 @@ def _add_train(sub: argparse._SubParsersAction, name: str = "train") -> argparse
         if name in ("metrics", "keep_best"):
             metavar = "fid,kid,..." if name == "metrics" else "METRIC"
         p.add_argument(flag, dest=name, type=kind, default=None, metavar=metavar)
+    p.field_help = True  # named flags and the field listing: filled in when help is printed
     p.add_argument("--config", metavar="FILE", help="TOML or JSON file of config fields")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="set any config field (repeatable), e.g. --set g_lr=2e-4")
@@ -188,7 +189,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     metrics = coerce("metrics", args.metrics, from_text=True)
     result, out = evaluate_checkpoint(args.path, metrics, args.n, args.features, args.device,
-                                      args.inception_weights)
+                                      args.inception_weights, args.out)
     print(format_table(result))
     print(f"wrote {out}")
     return 0
@@ -234,8 +235,21 @@ class _Parser(argparse.ArgumentParser):
     """argparse's mistakes (a missing value, ``--steps ten``) as ganforge reports every bad
     input: one line on stderr, exit code 2."""
 
+    field_help = False  # train/sweep: document the config fields from config.py
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"ganforge: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+    def format_help(self) -> str:
+        if not self.field_help:
+            return super().format_help()
+        # built only when asked for: the registries (choices) import the models and data
+        from .fielddocs import field_docs, field_listing, flag_help
+
+        for action in self._actions:
+            if action.dest in field_docs() and action.help is None:
+                action.help = flag_help(action.dest)
+        return super().format_help() + "\n" + field_listing()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,7 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
                    help="values to cycle through: lr, g_lr, d_lr or seed (repeatable)")
     p.set_defaults(func=cmd_sweep)
-    p = sub.add_parser("sample", help="draw samples from a trained generator")
+    p = sub.add_parser("sample", help="draw samples from a trained generator",
+                       description="Draw --n samples from a run's generator (the EMA one when "
+                       "the run has it): an image grid .png, a histogram for 1-D toys, or the "
+                       "raw array with --npy.")
     p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--out", default="samples.png", help="output .png (or .npy with --npy)")
@@ -287,7 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=2,
                    help="example batch size traced (default 2; the batch stays dynamic)")
     p.set_defaults(func=cmd_export)
-    p = sub.add_parser("eval", help="evaluate a trained generator (FID, KID, IS, P/R, modes)")
+    p = sub.add_parser("eval", help="evaluate a trained generator (FID, KID, IS, P/R, modes)",
+                       description="Compare --n generated samples with --n real ones in a "
+                       "feature space and print the metrics; they are also written as JSON to "
+                       "--out (default RUN_DIR/eval.json).")
     p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
     p.add_argument("--metrics", default="fid,kid,precision,recall",
                    help="comma-separated: fid, kid, is, precision, recall, density, coverage, "
@@ -298,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--inception-weights", default=None, metavar="PATH",
                    help="FID Inception weights (.pth or .safetensors); or $GANFORGE_INCEPTION")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="write the metrics as JSON here (default RUN_DIR/eval.json)")
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("report", help="one self-contained HTML page about one or more runs",
                        description="Write report.html: config, loss and metric curves, "
@@ -308,17 +330,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output .html (default RUN_DIR/report.html for one run, "
                    "./report.html for several)")
     p.set_defaults(func=cmd_report)
-    p = sub.add_parser("classifier", help="the evaluation classifiers (LeNet)")
+    p = sub.add_parser("classifier", help="the evaluation classifiers (LeNet)",
+                       description="The LeNet classifiers whose features the MNIST-like "
+                       "datasets are evaluated in (lenet-mnist, lenet-fashion).")
     csub = p.add_subparsers(dest="classifier_command", metavar="COMMAND")
-    c = csub.add_parser("train", help="train and cache lenet-mnist / lenet-fashion")
+    c = csub.add_parser("train", help="train and cache lenet-mnist / lenet-fashion",
+                        description="Train the dataset's LeNet on its training split, report "
+                        "its test accuracy and cache it for eval.")
     c.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     c.add_argument("--data-dir", default=None)
     c.add_argument("--epochs", type=int, default=None)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--device", default="cpu")
     c.set_defaults(func=cmd_classifier_train)
-    sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
-    sub.add_parser("datasets", help="list datasets").set_defaults(func=cmd_datasets)
+    sub.add_parser("presets", help="list presets", description="List the presets (named "
+                   "starting configurations) with what each sets.").set_defaults(func=cmd_presets)
+    sub.add_parser("datasets", help="list datasets", description="List the datasets --dataset "
+                   "takes, with where each comes from.").set_defaults(func=cmd_datasets)
     return parser
 
 

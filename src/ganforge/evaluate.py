@@ -211,8 +211,10 @@ def format_table(result: dict[str, Any]) -> str:
 
 def evaluate_checkpoint(path: str | Path, metrics: list[str], n: int,
                         features: str | None = None, device: str = "auto",
-                        inception_weights: str | None = None) -> tuple[dict, Path]:
-    """``ganforge eval``: a run folder or checkpoint -> metrics, written to eval.json."""
+                        inception_weights: str | None = None,
+                        out: str | Path | None = None) -> tuple[dict, Path]:
+    """``ganforge eval``: a run folder or checkpoint -> metrics, written to ``out`` (default
+    the run folder's eval.json)."""
     import json
 
     from .data import load_dataset
@@ -226,7 +228,11 @@ def evaluate_checkpoint(path: str | Path, metrics: list[str], n: int,
     result = {"step": g.step, "checkpoint": str(ckpt), "ema": g.ema,
               **evaluate(g.G, g.config, data, metrics, n, features, dev, g.num_classes,
                          inception_weights=inception_weights)}
+    from .checkpoint import atomic_write_bytes
+
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-    out = run_dir / "eval.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    return result, out
+    dest = Path(out) if out is not None else run_dir / "eval.json"
+    if dest.is_dir():
+        raise GanforgeError(f"--out {dest}: is a folder; expected a file such as eval.json")
+    atomic_write_bytes(dest, (json.dumps(result, indent=2) + "\n").encode())
+    return result, dest
