@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .errors import GanforgeError
 
@@ -60,6 +60,7 @@ def _add_train(sub: argparse._SubParsersAction, name: str = "train") -> argparse
         p.add_argument("--nproc", type=int, default=None, metavar="N",
                        help="train with N data-parallel processes on this machine (starts "
                        "torchrun; --batch-size is the global batch)")
+    _add_offline(p)
     p.set_defaults(func=cmd_train)
     return p
 
@@ -252,11 +253,18 @@ class _Parser(argparse.ArgumentParser):
         return super().format_help() + "\n" + field_listing()
 
 
+def _add_offline(p: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:
+    # SUPPRESS on the subcommands: their default must not undo `ganforge --offline train`
+    p.add_argument("--offline", action="store_true", default=default,
+                   help="never try to download data (also GANFORGE_OFFLINE=1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = _Parser(prog="ganforge", description="Train and use GANs.")
     parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
+    _add_offline(parser, default=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
     p = _add_train(sub, "sweep")
@@ -320,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FID Inception weights (.pth or .safetensors); or $GANFORGE_INCEPTION")
     p.add_argument("--out", default=None, metavar="FILE",
                    help="write the metrics as JSON here (default RUN_DIR/eval.json)")
+    _add_offline(p)
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("report", help="one self-contained HTML page about one or more runs",
                        description="Write report.html: config, loss and metric curves, "
@@ -342,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--epochs", type=int, default=None)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--device", default="cpu")
+    _add_offline(c)
     c.set_defaults(func=cmd_classifier_train)
     sub.add_parser("presets", help="list presets", description="List the presets (named "
                    "starting configurations) with what each sets.").set_defaults(func=cmd_presets)
@@ -357,6 +367,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.offline:  # the environment carries it to torchrun's processes too
+        from .data.download import OFFLINE_ENV
+
+        os.environ[OFFLINE_ENV] = "1"
     try:
         return args.func(args)
     except GanforgeError as e:
