@@ -90,6 +90,9 @@ class Config:
     features: str | None = None  # feature network; None = the data's default (lenet-mnist...)
     keep_best: str | None = None  # keep checkpoints/best.safetensors by this metric
     tensorboard: str = "auto"  # auto (on when installed) | on | off: RUN/tensorboard/
+    mlflow: str = "off"  # on | off: params, metrics and artifacts to MLflow (ganforge[mlflow])
+    mlflow_uri: str | None = None  # MLflow tracking URI or server; None = ./mlruns (a file store)
+    mlflow_experiment: str = "ganforge"  # MLflow experiment the run is logged under
     # faults and scale-out
     on_nan: str = "stop"  # stop | rollback: what a non-finite loss or weight does
     nan_lr_factor: float = 0.5  # rollback: both learning rates are multiplied by this
@@ -266,7 +269,8 @@ def validate(cfg: Config) -> Config:
         METRICS.get(m)
     if cfg.eval_every or cfg.features is not None:  # --eval-every: refuse now, not mid-run
         check_request(cfg, cfg.metrics if cfg.eval_every else [], cfg.features)
-    for name, allowed in (("on_nan", ("stop", "rollback")), ("tensorboard", ("auto", "on", "off"))):
+    for name, allowed in (("on_nan", ("stop", "rollback")), ("tensorboard", ("auto", "on", "off")),
+                          ("mlflow", ("on", "off"))):
         if getattr(cfg, name) not in allowed:
             raise GanforgeError(f"--{name.replace('_', '-')}: expected {' or '.join(allowed)}, "
                                 f"got {getattr(cfg, name)!r}")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import checkpoint, distributed, health, tblog, viz
+from . import checkpoint, distributed, health, trackers, viz
 from .config import FIELDS, Config, from_dict, resolve, validate
 from .data import Gaussian1D, Points2D, load_dataset, plot_points_2d
 from .errors import GanforgeError
@@ -104,7 +104,7 @@ class Session:
         self.health = health.HealthMonitor(probabilities=self.trainer.objective.outputs_logits,
                                            data_diversity=health.data_diversity(self.data),
                                            saturating=cfg.objective == "minimax")
-        self.tb: tblog.TensorBoardLogger | None = None
+        self.tb: trackers.Trackers | None = None  # TensorBoard and/or MLflow
         self.run_: Run
         self.best: float | None = None
         self.rollbacks = 0
@@ -127,7 +127,7 @@ class Session:
         run = session._open_run(out)
         if world.is_main:
             run.write_config(session.data_used)
-            session.tb = tblog.open_logger(out, session.cfg.tensorboard)
+            session.tb = trackers.open_trackers(out, session.cfg)
         session.snapshot()
         session.save_latest()  # a first good checkpoint: resume and rollback always have one
         return session
@@ -159,7 +159,8 @@ class Session:
         session.data_used = {**record.get("data_used", {}), **session.data_used}
         run = session._open_run(run_dir)
         if session.world.is_main:
-            session.tb = tblog.open_logger(run_dir, cfg.tensorboard, trainer.step_count + 1)
+            session.tb = trackers.open_trackers(run_dir, cfg, trainer.step_count + 1,
+                                                resume=True)
             _remove_partial_saves(run.checkpoints_dir)
             run.metrics = _truncate_metrics(run.dir / "metrics.jsonl", trainer.step_count)
             run.write_config({**session.data_used, "resumed_from": {
@@ -220,6 +221,8 @@ class Session:
                 self.tb.close()
         if self.world.is_main:
             _finish_pictures(run)
+            if self.tb is not None:
+                self.tb.finish(run)  # MLflow: the pictures and final checkpoint as artifacts
         return run
 
     def plan_capture(self, unroll: int) -> None:
