@@ -26,6 +26,7 @@ from . import checkpoint, distributed, health, trackers, viz
 from .config import FIELDS, Config, from_dict, resolve, validate
 from .data import Gaussian1D, Points2D, load_dataset, plot_points_2d
 from .errors import GanforgeError
+from .machine import machine_info
 from .run import Run, default_out, prepare_dir
 from .train import GRAPH_WARMUP, Trainer, graph_unroll_for, pick_device, to_unit
 
@@ -92,7 +93,8 @@ class Session:
         self.world, device_name = distributed.init(cfg.device, cfg.dist_timeout)
         device = pick_device(device_name)
         self.data = load_dataset(cfg)
-        self.data_used = {**self.data.info, "device": str(device), "processes": self.world.size}
+        self.data_used = {**self.data.info, "device": str(device), "processes": self.world.size,
+                          "machine": machine_info(device)}
         if self.data.name != cfg.dataset:  # mnist fell back to the offline sample: record it
             self.data_used["requested"] = cfg.dataset
             cfg = dataclasses.replace(cfg, dataset=self.data.name)
@@ -176,6 +178,7 @@ class Session:
                    desc=cfg.preset, disable=(None if self.progress is None else not self.progress)
                    if self.world.is_main else True)
         self._t_last, self._n_last = time.perf_counter(), trainer.step_count
+        self._t_start = self._t_last
         # a replay covers `unroll` iterations: a divisor of every interval keeps logs, grids
         # and checkpoints on their exact steps
         unroll = graph_unroll_for(cfg)
@@ -220,6 +223,7 @@ class Session:
             if self.tb is not None:
                 self.tb.close()
         if self.world.is_main:
+            self.record_time()
             _finish_pictures(run)
             if self.tb is not None:
                 self.tb.finish(run)  # MLflow: the pictures and final checkpoint as artifacts
@@ -246,10 +250,18 @@ class Session:
         self.save_latest()
         self.run_.stopped = name
         if self.world.is_main:
+            self.record_time()
             print(f"ganforge: stopped by {name} at iteration {self.trainer.step_count}; "
                   f"checkpoint: {self.run_.latest_checkpoint}. Resume with: ganforge train "
                   f"--resume {self.run_.dir}", file=sys.stderr)
         return self.run_
+
+    def record_time(self) -> None:
+        """Wall-clock seconds of training (summed over resumed sessions) into config.json."""
+        spent = self.data_used.get("wall_clock_s", 0.0) + time.perf_counter() - self._t_start
+        self.data_used["wall_clock_s"] = round(spent, 1)
+        self.data_used["ended"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        self.run_.write_config(self.data_used)
 
     # --- logging, pictures, evaluation -------------------------------------------------------
     def log(self, s: int) -> dict[str, float]:
