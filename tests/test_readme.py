@@ -39,3 +39,28 @@ def test_latent_walk_and_export_examples_run_as_written(generator_runs, tmp_path
     assert ns["meta"]["prior"] == "uniform"  # RUN_DIR is the default (mlp-mnist) run
     assert np.abs(ns["z"]).max() <= 1.0  # z drawn from that prior, not N(0, 1)
     np.testing.assert_allclose(ns["x2"].detach().numpy(), ns["x"], atol=1e-5)
+
+
+def test_every_dataset_and_preset_is_in_the_readme():
+    from ganforge.data import DATASETS
+    from ganforge.presets import PRESETS
+
+    text = README.read_text()
+    data = text[text.index("## Data\n"):text.index("## Presets\n")]
+    presets = text[text.index("## Presets\n"):]
+    tables = "\n".join(ln for ln in presets.splitlines() if ln.startswith("| `"))
+    assert [n for n in DATASETS if f"`{n}`" not in text] == []
+    assert "`stacked-mnist`" in data
+    assert [n for n in PRESETS if f"`{n}`" not in tables] == []
+
+
+def test_presets_say_when_their_length_differs_from_their_tutorial():
+    # the loops of /work/shared/seeds' 001 (range(1000000)) and 002 (range(100000))
+    from ganforge.presets import PRESETS
+
+    text = README.read_text()
+    for name, tutorial in (("mlp-mnist", "1,000,000"), ("mlp-mnist-saturating", "100,000")):
+        assert PRESETS.get(name)().steps != int(tutorial.replace(",", ""))
+        assert f"tutorial's loop runs {tutorial}" in PRESETS.doc(name)
+        row = next(ln for ln in text.splitlines() if ln.startswith(f"| `{name}`"))
+        assert f"the tutorial's loop runs {tutorial}" in row
