@@ -7,7 +7,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -360,6 +361,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(default: Callable[..., None]) -> Callable[..., None]:
+    """ganforge's own warnings (e.g. FID from fewer samples than feature dimensions) as one
+    ``ganforge: warning: ...`` line each, said once, like its errors; not Python's
+    file:line display with a source line. Warnings raised elsewhere keep that display."""
+    package = str(Path(__file__).resolve().parent)
+    seen: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if not str(Path(filename).resolve()).startswith(package):
+            default(message, category, filename, lineno, file, line)
+            return
+        text = " ".join(str(message).split())
+        if text not in seen:
+            seen.add(text)
+            print(f"ganforge: warning: {text}", file=file or sys.stderr)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -372,7 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.environ[OFFLINE_ENV] = "1"
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # restores Python's own display afterwards
+            warnings.showwarning = _one_line_warning(warnings.showwarning)
+            return args.func(args)
     except GanforgeError as e:
         print(f"ganforge: error: {e}", file=sys.stderr)
         return 2
