@@ -180,8 +180,8 @@ def test_vanishing_advice_depends_on_the_g_loss():
 
 def test_the_early_dip_of_a_healthy_default_run_is_not_collapse():
     # Samples x_i = m + a (r_i - m) have exactly a times the pairwise spread of the r_i. The
-    # default run's fixed-noise samples fall to a = 0.16-0.18 of the data's spread around
-    # iteration 400 of healthy runs (measured, seeds 0 and 1); a collapsed G is near 0.
+    # default run's fixed-noise samples fall to a = 0.16-0.18 of the data's spread at
+    # iterations 400-500 of healthy runs (measured, seeds 0-2); a collapsed G is near 0.
     real = _images(64, 3)
     m = HealthMonitor(probabilities=True, data_diversity=mean_pairwise_distance(real))
     centre = real.mean(0, keepdim=True)

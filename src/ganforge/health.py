@@ -86,9 +86,10 @@ class HealthMonitor:
     - ``collapse_fraction=0.10``: a fully collapsed G gives ~0, while samples of a single
       MNIST digit class still reach ~0.65 of the data's value (the 1s, the tightest class)
       and an untrained MLP G ~0.6. Early training dips far lower while healthy: the default
-      run (mlp-mnist, 2,000 iterations, seeds 0 and 1) goes from 0.30 at iteration 100 to a
-      minimum of 0.18 / 0.16 at iteration 400 (blurry, average-looking digits) and climbs
-      back to 0.46 / 0.49 by 2,000; the former 0.25 fired on every such run. A tenth sits
+      run (mlp-mnist on the offline 5,000-digit sample, 2,000 iterations, seeds 0, 1, 2)
+      goes from 0.30 at iteration 100 to a minimum of 0.18 / 0.16 / 0.17 at iterations
+      400-500 (blurry, average-looking digits) and climbs back to 0.46 / 0.49 / 0.40 by
+      2,000; the former 0.25 fired on all three. A tenth sits
       well below that dip and well above a collapsed G. Step 0 (the untrained G, nearly
       constant under small inits) is never judged.
     - ``explode_factor=10``, ``explode_floor=1.0``, ``explode_window=20``,
