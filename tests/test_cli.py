@@ -111,10 +111,17 @@ def test_non_empty_out_is_kept_unless_overwrite(tmp_path):
     r = ganforge(*args)
     assert r.returncode == 2 and "not empty" in r.stderr and "--overwrite" in r.stderr
     assert [p.name for p in out.iterdir()] == ["precious.txt"]
+    r = ganforge(*args, "--overwrite")  # not a run ganforge made: refused, untouched
+    assert r.returncode == 2 and "not a ganforge run folder" in r.stderr
+    assert [p.name for p in out.iterdir()] == ["precious.txt"]
+    (out / "precious.txt").unlink()
+    assert ganforge(*args).returncode == 0
+    (out / "precious.txt").write_text("keep me")  # a user's file beside a run
     r = ganforge(*args, "--overwrite")
     assert r.returncode == 0, r.stderr
     assert (out / "precious.txt").read_text() == "keep me"  # only ganforge's files replaced
     assert (out / "checkpoints" / "final.safetensors").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".ganforge-replaced")]
 
 
 def test_sample_refuses_a_pickle(tmp_path):

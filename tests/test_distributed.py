@@ -131,3 +131,15 @@ def test_sigterm_stops_every_process_after_the_same_step(tmp_path):
     r = _ganforge("train", "--nproc", "2", "--resume", str(out), "--steps", str(step + 10))
     assert r.returncode == 0, r.stderr[-2000:]
     assert checkpoint.load(out / "checkpoints" / "final.safetensors")["step"] == step + 10
+
+
+def test_an_error_in_the_training_processes_is_said_once_without_launcher_noise(tmp_path):
+    """An error that only the ranks can find (BEGAN's per-process equilibrium): one line, from
+    rank 0, exit 2; neither torchrun's per-worker report nor its traceback."""
+    r = _ganforge("train", "--nproc", "2", "--steps", "5", *TRAIN, "--set", "objective=began",
+                  "--set", "model=mlp-began", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2, r.stderr[-3000:]
+    errors = [x for x in r.stderr.splitlines() if x.startswith("ganforge: error:")]
+    assert len(errors) == 1 and "began" in errors[0], r.stderr[-3000:]
+    assert "Traceback" not in r.stderr and "ChildFailedError" not in r.stderr, r.stderr
+    assert not (tmp_path / "x").exists()

@@ -36,13 +36,24 @@ def test_a_generator_of_real_data_scores_perfectly():
     cfg = resolve(overrides={"dataset": "mnist-sample"})
     data = load_dataset(cfg)
     G = Memoriser(data.images[torch.randperm(5000, generator=torch.Generator().manual_seed(0))])
-    r = evaluate(G, cfg, data, ["fid", "precision", "recall", "coverage"], n=800,
-                 features="raw")
+    pairs = []
+    real_cdist = torch.cdist
+
+    def spy(a, b, *args, **kwargs):
+        pairs.append((a.shape[0], b.shape[0]))
+        return real_cdist(a, b, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "cdist", spy)
+        r = evaluate(G, cfg, data, ["fid", "precision", "recall", "density", "coverage"],
+                     n=800, features="raw")
     assert r["precision"] == 1.0 and r["recall"] == 1.0 and r["coverage"] == 1.0
+    assert r["density"] == 1.0  # open balls, as the prdc package: a set against itself is 1
+    # one k-NN search per set serves k=3 (precision/recall) and k=5 (density/coverage)
+    assert sorted(pairs) == [(800, 800)] * 4
     # the generator's images are the same real ones the metric draws: FID of a set with itself.
-    # 784 raw pixels from 800 images give a singular covariance, so the 1e-6 diagonal offset
-    # of the reference implementations applies: ~784 * 2e-6 of slack
-    assert r["fid"] == pytest.approx(0.0, abs=5e-3)
+    # 784 raw pixels from 800 images give a singular covariance, whose root is still usable
+    assert r["fid"] == pytest.approx(0.0, abs=1e-6) and "fid_eps" not in r
     # real features are cached per (dataset, split, net, n) and reused
     net = get_net("raw", torch.device("cpu"))
     a, _ = real_features(cfg, data, net, 800)
@@ -72,7 +83,10 @@ def test_eval_command_writes_eval_json(tmp_path, capsys):
     assert "modes" in out and "fid" in out
     saved = json.loads((run.dir / "eval.json").read_text())
     assert saved["step"] == 20 and saved["n"] == 400 and saved["features"] == "raw"
-    assert 0 <= saved["modes"] <= 8 and saved["kid_std"] >= 0
+    assert 0 <= saved["modes"] <= 8 and saved["kid_std"] > 0
+    assert saved["kid_subset"] == 200  # half of --n 400: subsets that differ, a real std
+    assert main(["eval", str(run.dir), "--metrics", "kid", "--n", "3"]) == 2
+    assert "at least 4 vectors" in capsys.readouterr().err
 
 
 def test_eval_errors_are_one_line(tmp_path, capsys):
@@ -118,3 +132,13 @@ def test_stacked_modes_classifies_each_channel(monkeypatch):
         imgs[5:, c] = b / 10 + 0.05
     r = stacked_modes(imgs, torch.device("cpu"))
     assert r["modes"] == 2 and r["n_modes"] == 1000
+
+
+def test_kid_on_too_few_samples_is_refused_before_the_run_starts(tmp_path):
+    from ganforge.errors import GanforgeError
+
+    with pytest.raises(GanforgeError, match="3 samples.*at least 4 vectors") as err:
+        ganforge.train(preset="ring-8", steps=2, eval_every=1, eval_n=3, metrics=["kid"],
+                       out=str(tmp_path / "r"), progress=False)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "r").exists()

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,10 +19,11 @@ from torch import nn
 
 from ganforge.data.idx import read_idx_pair
 from ganforge.errors import DataError, GanforgeError
-from ganforge.features import FEATURES, FeatureNet, get_feature_net
+from ganforge.features import FEATURES, FeatureNet, get_feature_net, inception
 from ganforge.features.inception import (
     ENV_VAR,
     WEIGHTS_FILE,
+    WEIGHTS_SHA256,
     FIDInceptionV3,
     converted_path,
     inception_net,
@@ -157,16 +166,23 @@ def test_inception_shapes_and_grey_input() -> None:
                                rtol=1e-4, atol=1e-4)
 
 
-def _save_pth(tmp_path: Path, state: dict[str, torch.Tensor]) -> Path:
+def _trust(path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make ``path`` the file whose digest the loader expects (tests have no real weights)."""
+    monkeypatch.setattr(inception, "WEIGHTS_SHA256", hashlib.sha256(path.read_bytes()).hexdigest())
+    return path
+
+
+def _save_pth(tmp_path: Path, state: dict[str, torch.Tensor],
+              monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / WEIGHTS_FILE
     torch.save(state, path)
-    return path
+    return _trust(path, monkeypatch)
 
 
 def test_inception_pth_converted_once_to_safetensors(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_VAR, raising=False)
-    pth = _save_pth(tmp_path, _random_inception(seed=1).state_dict())
+    pth = _save_pth(tmp_path, _random_inception(seed=1).state_dict(), monkeypatch)
     images = torch.rand(2, 1, 28, 28)
 
     first = load_inception(pth, batch_size=2)
@@ -190,20 +206,23 @@ def test_inception_pth_converted_once_to_safetensors(tmp_path: Path,
     assert torch.equal(via_env.features(images), expected)
 
 
-def test_inception_legacy_file_without_batch_counters(tmp_path: Path) -> None:
+def test_inception_legacy_file_without_batch_counters(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     state = {k: v for k, v in _random_inception(seed=2).state_dict().items()
              if not k.endswith("num_batches_tracked")}
-    net = load_inception(_save_pth(tmp_path, state))
+    net = load_inception(_save_pth(tmp_path, state, monkeypatch))
     assert torch.equal(net.module.fc.weight, state["fc.weight"])
 
 
-def test_inception_refuses_wrong_state_dicts(tmp_path: Path) -> None:
+def test_inception_refuses_wrong_state_dicts(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # the checks behind the digest: each file here is made the "expected" one first
     state = _random_inception().state_dict()
 
     missing = dict(state)
     del missing["Mixed_6b.branch7x7_2.conv.weight"]
     with pytest.raises(GanforgeError, match="missing") as err:
-        load_inception(_save_pth(tmp_path, missing))
+        load_inception(_save_pth(tmp_path, missing, monkeypatch))
     assert "Mixed_6b.branch7x7_2.conv.weight" in _one_line(err)
     assert not converted_path().exists()  # a refused file is never cached
 
@@ -211,22 +230,22 @@ def test_inception_refuses_wrong_state_dicts(tmp_path: Path) -> None:
     imagenet_head["fc.weight"] = torch.zeros(1000, 2048)
     imagenet_head["fc.bias"] = torch.zeros(1000)
     with pytest.raises(GanforgeError, match="wrong shape") as err:
-        load_inception(_save_pth(tmp_path, imagenet_head))
+        load_inception(_save_pth(tmp_path, imagenet_head, monkeypatch))
     assert "fc.weight" in _one_line(err)
 
     extra = dict(state, **{"AuxLogits.fc.weight": torch.zeros(1000, 768)})
     with pytest.raises(GanforgeError, match="unexpected.*AuxLogits"):
-        load_inception(_save_pth(tmp_path, extra))
+        load_inception(_save_pth(tmp_path, extra, monkeypatch))
 
     not_a_state_dict = tmp_path / "list.pth"
     torch.save([torch.zeros(1)], not_a_state_dict)
     with pytest.raises(GanforgeError, match="state dict"):
-        load_inception(not_a_state_dict)
+        load_inception(_trust(not_a_state_dict, monkeypatch))
 
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a pickle at all")
     with pytest.raises(GanforgeError, match="cannot read") as err:
-        load_inception(garbage)
+        load_inception(_trust(garbage, monkeypatch))
     _one_line(err)
 
 
@@ -244,23 +263,117 @@ def test_inception_without_weights_says_where_to_get_them(
     _one_line(err)
 
 
-def test_inception_matches_torch_fidelity(tmp_path: Path) -> None:
-    tf_inception = pytest.importorskip(
-        "torch_fidelity.feature_extractor_inceptionv3",
-        reason="torch-fidelity is not installed; it is the independent port to compare with")
+def test_the_expected_digest_is_pytorch_fids_file() -> None:
+    # torch.hub names files NAME-<first 8 hex digits of the sha256>.pth, so the published
+    # name pins the start of the digest; the full digest is the one torch-fidelity and others pin
+    assert WEIGHTS_FILE.endswith(f"-{WEIGHTS_SHA256[:8]}.pth") and len(WEIGHTS_SHA256) == 64
+    int(WEIGHTS_SHA256, 16)
+
+
+def test_inception_refuses_any_other_file_before_unpickling_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    # a well-formed FID state dict, but not the published file: refused on its digest alone
+    pth = tmp_path / WEIGHTS_FILE
+    torch.save(_random_inception(seed=4).state_dict(), pth)
+
+    def no_unpickling(*args: object, **kwargs: object) -> None:
+        raise AssertionError("torch.load called on an unverified file")
+
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    with pytest.raises(GanforgeError, match="not pytorch-fid's") as err:
+        load_inception(pth)
+    text = _one_line(err)
+    assert f"expected {WEIGHTS_SHA256}" in text and hashlib.sha256(
+        pth.read_bytes()).hexdigest()[:16] in text
+    assert not converted_path().exists()
+    monkeypatch.setenv(ENV_VAR, str(pth))
+    with pytest.raises(GanforgeError, match=WEIGHTS_SHA256):
+        get_feature_net("inception")
+
+
+def test_inception_accepts_only_its_own_stamped_conversion(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in _random_inception(seed=5).state_dict().items()}
+    foreign = tmp_path / "inception.safetensors"  # the right tensors, but no ganforge stamp
+    save_file(state, str(foreign))
+    with pytest.raises(GanforgeError, match=f"not ganforge's conversion.*{WEIGHTS_SHA256}") as e:
+        load_inception(foreign)
+    _one_line(e)
+    save_file(state, str(foreign), metadata={"format": inception.CONVERTED_FORMAT,
+                                             "source_sha256": "0" * 64})
+    with pytest.raises(GanforgeError, match="not ganforge's conversion"):
+        load_inception(foreign)
+
+    # a conversion left in the cache from some other file is not used either
+    pth = _save_pth(tmp_path, state, monkeypatch)
+    load_inception(pth)
+    assert converted_path().is_file()
+    monkeypatch.setattr(inception, "WEIGHTS_SHA256", "f" * 64)
+    with pytest.raises(GanforgeError, match="not ganforge's conversion"):
+        load_inception()
+
+
+# torch-fidelity's Inception is a port independent of ganforge's (and of torchvision). Its
+# package __init__ imports torchvision, which does not install beside this torch; the module
+# itself needs only torch and three torch-fidelity helpers. CI installs it with --no-deps into
+# its own folder, $GANFORGE_REFERENCE_PATH (0.4.0's wheel also ships a top-level `tests`
+# package, kept out of site-packages so), and sets GANFORGE_REQUIRE_REFERENCES=1 so that this
+# comparison cannot quietly skip there.
+REFERENCE_VERSION = "0.4.0"
+
+
+@pytest.fixture
+def torch_fidelity_inception(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
+    """torch_fidelity.feature_extractor_inceptionv3, imported without torch_fidelity/__init__."""
+    # locate the package, running nothing: in $GANFORGE_REFERENCE_PATH, else on sys.path
+    folder = os.environ.get("GANFORGE_REFERENCE_PATH")
+    spec = (importlib.machinery.PathFinder.find_spec("torch_fidelity", [folder]) if folder
+            else importlib.util.find_spec("torch_fidelity"))
+    if spec is None or not spec.submodule_search_locations:
+        why = (f"torch-fidelity not found (pip install --no-deps --target DIR torch-fidelity=="
+               f"{REFERENCE_VERSION} and set GANFORGE_REFERENCE_PATH=DIR): it is the reference "
+               "port to compare with")
+        if os.environ.get("GANFORGE_REQUIRE_REFERENCES") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    before = set(sys.modules)
+    # a bare stand-in for the package: its submodules import from their own folder, and the
+    # torchvision-importing __init__ never runs
+    stub = types.ModuleType("torch_fidelity")
+    stub.__path__ = list(spec.submodule_search_locations)
+    monkeypatch.setitem(sys.modules, "torch_fidelity", stub)
+    module = importlib.import_module("torch_fidelity.feature_extractor_inceptionv3")
+    yield module
+    for name in set(sys.modules) - before:
+        if name.startswith("torch_fidelity."):
+            del sys.modules[name]
+
+
+def test_inception_matches_torch_fidelity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          torch_fidelity_inception: types.ModuleType) -> None:
     model = _random_inception(seed=3)
-    pth = _save_pth(tmp_path, model.state_dict())
-    theirs = tf_inception.FeatureExtractorInceptionV3(
-        "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(pth))
-    images = torch.randint(0, 256, (2, 3, 299, 299), dtype=torch.uint8)
-    their_f, their_logits = theirs(images)
-    # torch-fidelity scales by (x - 128) / 128 where the FID reference uses x / 255 * 2 - 1:
-    # feed both the same network input so that only the architectures are compared
+    pth = _save_pth(tmp_path, model.state_dict(), monkeypatch)
+    theirs = torch_fidelity_inception.FeatureExtractorInceptionV3(
+        "inception-v3-compat", ["2048", "logits_unbiased", "logits"],
+        feature_extractor_weights_path=str(pth))
+    gen = torch.Generator().manual_seed(0)
+    # 299 x 299, so that no resizing happens (torch-fidelity resizes as TF 1.x does, pytorch-fid
+    # and ganforge as torch does); then only the architectures are compared
+    images = torch.randint(0, 256, (2, 3, 299, 299), dtype=torch.uint8, generator=gen)
+    their_f, their_logits, their_biased = theirs(images)
     with torch.no_grad():
         ours = load_inception(pth).module
+        # torch-fidelity scales by (x - 128) / 128 where the FID reference uses x / 255 * 2 - 1:
+        # feed both the same network input
         f = ours.embed((images.float() - 128) / 128)
-        torch.testing.assert_close(f, their_f, rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(ours.head(f), their_logits, rtol=1e-4, atol=1e-4)
+    assert f.abs().mean() > 1e-2  # a live network: the pools' quirks reach the features
+    torch.testing.assert_close(f, their_f, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours.head(f), their_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours.fc(f), their_biased, rtol=1e-4, atol=1e-4)
 
 
 # --- LeNet classifiers ----------------------------------------------------------------------

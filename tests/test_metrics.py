@@ -1,5 +1,6 @@
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -16,10 +17,15 @@ from ganforge.metrics import (
     density,
     density_coverage,
     fid,
+    fid_eps,
     frechet_distance,
+    frechet_distance_eps,
     gaussian_stats,
     inception_score,
     kid,
+    kid_subset_size,
+    knn_metrics,
+    mmd2_unbiased,
     prdc,
     precision,
     precision_recall,
@@ -137,26 +143,73 @@ def test_fid_accepts_tensors_and_agrees_with_cached_stats():
     assert fid(torch.from_numpy(a), torch.from_numpy(b)) == frechet_distance(mu_a, s_a, mu_b, s_b)
 
 
-def test_fid_with_fewer_samples_than_dimensions_warns_and_is_finite():
+def pytorch_fid_formula(mu1, s1, mu2, s2, eps=0.0) -> float:
+    # the reference formula as pytorch-fid writes it: sqrtm of the product, real part
+    offset = eps * np.eye(len(mu1))
+    covmean = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset)).real
+    return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def ill_conditioned(n: int = 1000, d: int = 32, smallest: float = 1e-4, seed: int = 0):
+    """Two full-rank (N, d) sets whose standard deviations run from 1 down to ``smallest``
+    along random axes: covariance eigenvalues 1..1e-8 and a product conditioned ~5e14, as
+    Inception features are, yet nowhere near singular (N >> d)."""
+    rng = np.random.default_rng(seed)
+    scales = np.logspace(0, np.log10(smallest), d)
+    q1, q2 = (np.linalg.qr(rng.standard_normal((d, d)))[0] for _ in range(2))
+    a = (rng.standard_normal((n, d)) * scales) @ q1.T
+    b = (rng.standard_normal((n, d)) * scales * 1.1) @ q2.T + 0.1
+    s1, s2 = (q1 * scales**2) @ q1.T, (q2 * (1.1 * scales) ** 2) @ q2.T
+    return a, b, (np.zeros(d), s1, np.full(d, 0.1), s2)
+
+
+def test_fid_of_ill_conditioned_full_rank_sets_is_the_exact_formula():
+    a, b, _ = ill_conditioned()
+    mu1, s1, mu2, s2 = a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)
+    assert np.linalg.eigvalsh(s1).min() > 1e-9 and np.linalg.eigvalsh(s2).min() > 1e-9
+    exact = pytorch_fid_formula(mu1, s1, mu2, s2)
+    offset = pytorch_fid_formula(mu1, s1, mu2, s2, eps=1e-6)
+    # the offset moves FID by ~1e-4 relative here, so the tolerances below can tell them apart
+    assert abs(offset - exact) > 1e-5 * exact
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no offset warning (nor scipy's) on a usable root
+        value, eps = fid_eps(a, b)
+    assert eps == 0.0
+    assert value == pytest.approx(exact, rel=1e-12)
+    assert value == pytest.approx(closed_form_fd(mu1, s1, mu2, s2), rel=1e-7)
+    assert fid(a, b) == value
+
+
+def test_frechet_distance_of_ill_conditioned_gaussians_matches_closed_form():
+    *_, (mu1, s1, mu2, s2) = ill_conditioned(d=48)
+    value, eps = frechet_distance_eps(mu1, s1, mu2, s2)
+    assert eps == 0.0
+    assert value == pytest.approx(closed_form_fd(mu1, s1, mu2, s2), rel=1e-7)
+    assert abs(pytorch_fid_formula(mu1, s1, mu2, s2, eps=1e-6) - value) > 1e-5 * value
+
+
+def test_fid_with_fewer_samples_than_dimensions_warns_and_is_the_reference_value():
     rng = np.random.default_rng(5)
-    with pytest.warns(UserWarning) as record:
-        value = fid(rng.standard_normal((10, 32)), rng.standard_normal((10, 32)))
-    messages = [str(w.message) for w in record]
-    assert any("rank-deficient" in m for m in messages)
-    assert any("singular" in m for m in messages)  # and the eps retry was taken
-    assert math.isfinite(value) and value > 0
+    a, b = rng.standard_normal((10, 32)), rng.standard_normal((10, 32))
+    with pytest.warns(UserWarning, match="rank-deficient") as record:
+        value, eps = fid_eps(a, b)
+    assert not any("adding" in str(w.message) for w in record)
+    # the singular product still has a usable root: pytorch-fid takes it as it is, so do we
+    assert eps == 0.0 and math.isfinite(value) and value > 0
+    expected = pytorch_fid_formula(a.mean(0), np.cov(a, rowvar=False), b.mean(0),
+                                   np.cov(b, rowvar=False))
+    assert value == pytest.approx(expected, rel=1e-10)
 
 
-def test_fid_of_features_in_a_subspace_warns_and_matches_the_subspace_fid():
+def test_fid_of_features_in_a_subspace_is_the_subspace_fid():
     rng = np.random.default_rng(6)
     a, b = np.zeros((500, 12)), np.zeros((500, 12))
     a[:, :6] = rng.standard_normal((500, 6))
     b[:, :6] = rng.standard_normal((500, 6)) * 1.5 + 0.3
-    with pytest.warns(UserWarning, match="singular"):
-        value = fid(a, b)
-    # the eps offset adds eps + eps - 2 eps = 0 on the empty directions and O(eps * d) on the
-    # others (here ~2e-5 of 2.2); a wrong root of the singular product would be off by far more
-    assert value == pytest.approx(fid(a[:, :6], b[:, :6]), abs=1e-4)
+    value, eps = fid_eps(a, b)
+    # the empty directions contribute exactly 0; an eps offset would add O(eps * d) (~2e-5)
+    assert eps == 0.0
+    assert value == pytest.approx(fid(a[:, :6], b[:, :6]), rel=1e-9)
 
 
 def test_fid_retries_with_offset_when_the_root_is_not_finite(monkeypatch):
@@ -171,19 +224,30 @@ def test_fid_retries_with_offset_when_the_root_is_not_finite(monkeypatch):
 
     monkeypatch.setattr(scipy.linalg, "sqrtm", flaky)
     with pytest.warns(UserWarning, match="not finite"):
-        value = frechet_distance(mu, s1, mu, s2)
-    assert len(calls) == 2
+        value, eps = frechet_distance_eps(mu, s1, mu, s2)
+    assert len(calls) == 2 and eps == 1e-6
+    np.testing.assert_allclose(calls[0], s1 @ s2)
     np.testing.assert_allclose(calls[1], (s1 + 1e-6 * np.eye(4)) @ (s2 + 1e-6 * np.eye(4)))
     assert value == pytest.approx(closed_form_fd(mu, s1, mu, s2), rel=1e-5)
 
 
-def test_fid_discards_small_imaginary_parts_and_rejects_large_ones(monkeypatch):
+def test_fid_discards_small_imaginary_parts_and_retries_on_large_ones(monkeypatch):
     s = np.diag([1.0, 4.0])
     real_sqrtm = scipy.linalg.sqrtm
     monkeypatch.setattr(scipy.linalg, "sqrtm", lambda m: real_sqrtm(m) + 1e-6j * np.eye(2))
-    assert frechet_distance(np.zeros(2), s, np.zeros(2), s) == pytest.approx(0.0, abs=1e-9)
+    assert frechet_distance_eps(np.zeros(2), s, np.zeros(2), s) == (pytest.approx(0, abs=1e-9), 0)
+    calls = []
+
+    def imaginary_once(m):
+        calls.append(m)
+        return real_sqrtm(m) + (0.1j if len(calls) == 1 else 0) * np.eye(2)
+
+    monkeypatch.setattr(scipy.linalg, "sqrtm", imaginary_once)
+    with pytest.warns(UserWarning, match="imaginary part 0.1; adding 1e-06"):
+        value, eps = frechet_distance_eps(np.zeros(2), s, np.zeros(2), s)
+    assert eps == 1e-6 and value == pytest.approx(0.0, abs=1e-5)
     monkeypatch.setattr(scipy.linalg, "sqrtm", lambda m: real_sqrtm(m) + 0.1j * np.eye(2))
-    with pytest.raises(ValueError, match="imaginary"):
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="imaginary.*even with"):
         frechet_distance(np.zeros(2), s, np.zeros(2), s)
 
 
@@ -202,12 +266,22 @@ def loop_mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     return xx / (m * (m - 1)) + yy / (m * (m - 1)) - 2 * xy / (m * m)
 
 
-def test_kid_on_one_full_subset_is_the_unbiased_mmd():
+def reference_mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
+    # Bińkowski et al.'s estimator written out: off-diagonal means within, full mean across
+    m, d = x.shape
+    kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
+    off = ~np.eye(m, dtype=bool)
+    return float(kxx[off].mean() + kyy[off].mean() - 2 * kxy.mean())
+
+
+def test_kid_on_one_subset_is_the_unbiased_mmd_of_the_rows_it_drew():
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((15, 3)), rng.standard_normal((15, 3)) + 0.2
-    mean, std = kid(x, y, n_subsets=1, subset_size=100)
-    assert mean == pytest.approx(loop_mmd2_unbiased(x, y), rel=1e-10)
-    assert std == 0.0
+    assert mmd2_unbiased(x, y) == pytest.approx(loop_mmd2_unbiased(x, y), rel=1e-10)
+    mean, std = kid(x, y, n_subsets=1, seed=4)
+    draw = np.random.default_rng(4)  # the documented draw: a's rows, then b's
+    xa, xb = x[draw.choice(15, 7, replace=False)], y[draw.choice(15, 7, replace=False)]
+    assert mean == pytest.approx(loop_mmd2_unbiased(xa, xb), rel=1e-10) and std == 0.0
 
 
 def test_kid_is_unbiased_where_the_v_statistic_is_not():
@@ -215,7 +289,7 @@ def test_kid_is_unbiased_where_the_v_statistic_is_not():
     for seed in range(30):
         rng = np.random.default_rng(100 + seed)
         x, y = rng.standard_normal((50, 4)), rng.standard_normal((50, 4))
-        kids.append(kid(x, y, n_subsets=1, subset_size=50)[0])
+        kids.append(mmd2_unbiased(x, y))
         # the biased estimator, to show these sets are enough to see the bias
         kx = (x @ x.T / 4 + 1) ** 3
         ky = (y @ y.T / 4 + 1) ** 3
@@ -235,13 +309,51 @@ def test_kid_of_different_distributions_is_clearly_positive():
     assert mean > 0.5 and mean > 5 * std
 
 
-def test_kid_clips_subset_size_and_follows_its_seed():
+def test_kid_follows_its_seed():
     rng = np.random.default_rng(2)
     x, y = torch.from_numpy(rng.standard_normal((30, 4))), rng.standard_normal((50, 4))
-    a = kid(x, y, n_subsets=5, subset_size=1000, seed=3)
-    assert a == kid(x, y, n_subsets=5, subset_size=1000, seed=3)
-    assert a != kid(x, y, n_subsets=5, subset_size=1000, seed=4)
-    assert a[1] > 0  # 30 of 50 rows of y differ per subset, so the subsets differ
+    a = kid(x, y, n_subsets=5, seed=3)
+    assert a == kid(x, y, n_subsets=5, seed=3)
+    assert a != kid(x, y, n_subsets=5, seed=4)
+    assert a[1] > 0
+
+
+def test_kid_subset_size_rule():
+    assert kid_subset_size(10_000, 5000) == 1000  # Bińkowski et al.'s 1000 when there is room
+    assert kid_subset_size(1000, 1000) == 500  # at N <= 1000 half the smaller set, never N
+    assert kid_subset_size(600, 10_000) == 300
+    assert kid_subset_size(4, 4) == 2
+    assert kid_subset_size(5000, 5000, 250) == 250
+    for n_a, n_b, asked in ((600, 600, 301), (600, 600, 600), (5000, 5000, 1)):
+        with pytest.raises(ValueError, match="half the smaller set"):
+            kid_subset_size(n_a, n_b, asked)
+    with pytest.raises(ValueError, match="at least 4"):
+        kid_subset_size(3, 100)
+    with pytest.raises(ValueError, match="half the smaller set"):
+        kid(np.zeros((500, 2)), np.zeros((500, 2)), subset_size=1000)  # was silently 500
+
+
+def test_kid_at_n_up_to_1000_has_a_real_error_bar():
+    # N = 400: the old clip to min(1000, N) made every subset the whole set (std ~1e-16). With
+    # subsets of N // 2 the spread over subsets is the error of one size-200 estimate, up to
+    # the finite-population factor sqrt(1 - 200 / 400) = 0.71: check it against the spread of
+    # estimates on fresh size-200 draws from the same distributions. (Over seeds the ratio ran
+    # from 0.57 to 1.29: the cubic kernel's spread depends on the sample; the old one was 0.)
+    rng = np.random.default_rng(3)
+
+    def draw(n):
+        return rng.standard_normal((n, 8)), rng.standard_normal((n, 8)) * 1.1 + 0.05
+
+    x, y = draw(400)
+    mean, std = kid(x, y, n_subsets=50, seed=0)
+    fresh = np.array([reference_mmd2_unbiased(*draw(200)) for _ in range(50)])
+    assert 0.3 * fresh.std() < std < 2.0 * fresh.std()
+    # and the mean is the reference estimator averaged over the documented draws
+    pick = np.random.default_rng(0)
+    ref = [reference_mmd2_unbiased(x[pick.choice(400, 200, replace=False)],
+                                   y[pick.choice(400, 200, replace=False)]) for _ in range(50)]
+    assert mean == pytest.approx(np.mean(ref), rel=1e-10)
+    assert std == pytest.approx(np.std(ref), rel=1e-8)
 
 
 # ---------------------------------------------------------------- Inception Score
@@ -254,7 +366,7 @@ def test_is_of_uniform_predictions_is_one():
 
 def test_is_of_confident_predictions_spread_evenly_is_the_class_count():
     probs = np.eye(10)[np.arange(1000) % 10]
-    mean, std = inception_score(probs, splits=10)
+    mean, std = inception_score(probs, splits=10, seed=None)  # in order: 100 of each per split
     assert mean == pytest.approx(10.0, abs=1e-3) and std == pytest.approx(0.0, abs=1e-6)
 
 
@@ -268,7 +380,7 @@ def test_is_matches_hand_computation():
 
 def test_is_mean_and_std_are_over_splits():
     probs = np.concatenate([np.full((100, 10), 0.1), np.eye(10)[np.arange(100) % 10]])
-    mean, std = inception_score(probs, splits=2)
+    mean, std = inception_score(probs, splits=2, seed=None)
     assert mean == pytest.approx(5.5, abs=1e-3) and std == pytest.approx(4.5, abs=1e-3)
 
 
@@ -283,6 +395,38 @@ def test_is_from_logits_equals_is_from_probabilities():
         inception_score(logits, splits=3)
 
 
+def reference_is(probs: np.ndarray, splits: int) -> tuple[float, float]:
+    # the original formula, split by split: exp(mean KL(p(y|x) || p(y))), std over the splits
+    scores = []
+    for part in np.array_split(probs, splits):
+        kl = part * (np.log(part) - np.log(part.mean(axis=0, keepdims=True)))
+        scores.append(np.exp(kl.sum(axis=1).mean()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def sorted_confident_predictions(n: int = 5000, classes: int = 100) -> np.ndarray:
+    # a class-conditional G sampled class by class: rows sorted by their (confident) class
+    rng = np.random.default_rng(8)
+    logits = rng.standard_normal((n, classes)) + 6.0 * np.eye(classes)[np.sort(
+        rng.integers(0, classes, n))]
+    return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+
+def test_is_of_class_sorted_samples_is_that_of_shuffled_ones():
+    probs = sorted_confident_predictions()
+    mean, std = inception_score(probs, splits=10, seed=0)
+    # the reference formula on the same shuffle
+    shuffled = probs[np.random.default_rng(0).permutation(len(probs))]
+    assert (mean, std) == pytest.approx(reference_is(shuffled, 10), rel=1e-10)
+    # and on an unrelated shuffle, within the split-to-split noise; the given order is far off
+    other = reference_is(probs[np.random.default_rng(99).permutation(len(probs))], 10)
+    assert abs(mean - other[0]) < 3 * max(std, other[1])
+    in_order = reference_is(probs, 10)[0]
+    assert in_order < 0.6 * mean
+    assert inception_score(probs, splits=10, seed=None)[0] == pytest.approx(in_order, rel=1e-10)
+    assert inception_score(probs, splits=10, seed=1) != (mean, std)
+
+
 # ------------------------------------------------------------ precision/recall, density/coverage
 
 
@@ -290,8 +434,9 @@ def test_prdc_of_identical_sets():
     x = np.random.default_rng(0).standard_normal((400, 6))
     got = prdc(x, x.copy(), k=5)
     assert got["precision"] == 1.0 and got["recall"] == 1.0 and got["coverage"] == 1.0
-    # each real ball holds its centre and its k neighbours: k + 1 per real point
-    assert got["density"] == pytest.approx(6 / 5, abs=1e-12)
+    # each open real ball holds its centre and its k - 1 nearest neighbours, k per real point:
+    # density 1.0, as the prdc package gives (closed balls, k + 1 per point, gave 1.2)
+    assert got["density"] == 1.0
 
 
 def test_prdc_of_far_apart_sets_is_zero():
@@ -316,19 +461,94 @@ def test_prdc_when_fake_covers_half_of_the_real_modes():
     assert 0.8 < dc["density"] < 1.2
 
 
-def test_prdc_hand_example_with_closed_balls():
+def test_prdc_hand_example_with_closed_and_open_balls():
     # k=1 radii: real 0->1, 1->1, 3->2, 30->1, 31->1; fake 0.5->4.5, 5->4.5, 10->5.
-    # fake 5 sits exactly on the boundary of the ball around real 3: closed balls count it.
+    # fake 5 sits exactly on the boundary of the ball around real 3: precision's closed ball
+    # counts it, density's and coverage's open ones do not.
     real = np.array([[0.0], [1.0], [3.0], [30.0], [31.0]])
     fake = np.array([[0.5], [5.0], [10.0]])
     got = prdc(real, fake, k=1)
+    # precision: 0.5 (balls of 0 and 1), 5 (boundary of 3's); recall: 0, 1, 3 in 0.5's ball;
+    # density: 0.5 is strictly inside 2 balls, 5 inside none; coverage: 0 and 1 only
     assert got == pytest.approx(
-        {"precision": 2 / 3, "recall": 3 / 5, "density": 3 / 3, "coverage": 3 / 5}, abs=1e-12
+        {"precision": 2 / 3, "recall": 3 / 5, "density": 2 / 3, "coverage": 2 / 5}, abs=1e-12
     )
     assert precision(real, fake, k=1) == got["precision"]
     assert recall(real, fake, k=1) == got["recall"]
     assert density(real, fake, k=1) == got["density"]
     assert coverage(real, fake, k=1) == got["coverage"]
+
+
+def reference_prdc(real: np.ndarray, fake: np.ndarray, k_pr: int, k_dc: int,
+                   pr_inside=np.less_equal, dc_inside=np.less) -> dict:
+    """Each metric as its paper's released code computes it, on full distance matrices.
+
+    precision/recall: Kynkäänniemi et al.'s precision_recall.py (radius = the k-th value of
+    np.partition over a row, self included at 0; inside when distance <= radius).
+    density/coverage: Naeem et al.'s prdc (radius = the largest of the k + 1 smallest;
+    inside when distance < radius). The ``*_inside`` comparisons swap the balls."""
+    def dist(a, b):
+        return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+
+    def radii(x, k):
+        return np.partition(dist(x, x), k, axis=1)[:, k]
+
+    rf = dist(real, fake)
+    r_pr, f_pr, r_dc = radii(real, k_pr), radii(fake, k_pr), radii(real, k_dc)
+    return {
+        "precision": float(pr_inside(rf, r_pr[:, None]).any(axis=0).mean()),
+        "recall": float(pr_inside(rf, f_pr[None, :]).any(axis=1).mean()),
+        "density": float(dc_inside(rf, r_dc[:, None]).sum(axis=0).mean() / k_dc),
+        "coverage": float(dc_inside(rf.min(axis=1), r_dc).mean()),
+    }
+
+
+def test_prdc_matches_the_reference_code_on_data_with_ties():
+    # points on a small integer lattice: many exact duplicates and distances equal to radii
+    # (integer squared distances are exact in float64, so every tie is a real one)
+    rng = np.random.default_rng(9)
+    real = rng.integers(0, 4, (300, 3)).astype(np.float64)
+    fake = rng.integers(0, 5, (250, 3)).astype(np.float64)
+    ref = reference_prdc(real, fake, k_pr=3, k_dc=5)
+    got = knn_metrics(real, fake, k_pr=3, k_dc=5, chunk=64)
+    assert got == ref
+    assert prdc(real, fake, k=5) == reference_prdc(real, fake, k_pr=5, k_dc=5)
+    # the ties matter here: each metric with the other kind of ball would come out different
+    swapped = reference_prdc(real, fake, k_pr=3, k_dc=5, pr_inside=np.less,
+                             dc_inside=np.less_equal)
+    for name in ("precision", "recall", "density", "coverage"):
+        assert swapped[name] != ref[name], name
+
+
+def test_knn_metrics_agree_with_the_single_metric_functions():
+    rng = np.random.default_rng(10)
+    real = torch.from_numpy(rng.standard_normal((200, 4)))
+    fake = torch.from_numpy(rng.standard_normal((150, 4)) * 1.2 + 0.1)
+    got = knn_metrics(real, fake, k_pr=3, k_dc=5, chunk=50)
+    assert got == {**precision_recall(real, fake, k=3), **density_coverage(real, fake, k=5)}
+    assert got["precision"] == precision(real, fake, k=3)
+    assert got["recall"] == recall(real, fake, k=3)
+    assert got["density"] == density(real, fake, k=5)
+    assert got["coverage"] == coverage(real, fake, k=5)
+    assert knn_metrics(real, fake, metrics=["coverage"]) == {"coverage": got["coverage"]}
+    with pytest.raises(ValueError, match="unknown k-NN metrics"):
+        knn_metrics(real, fake, metrics=["fid"])
+
+
+def test_knn_metrics_search_each_set_once_for_both_ks(monkeypatch):
+    pairs = []
+    real_cdist = torch.cdist
+
+    def spy(a, b, *args, **kwargs):
+        pairs.append((a.shape[0], b.shape[0]))
+        return real_cdist(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "cdist", spy)
+    rng = np.random.default_rng(11)
+    knn_metrics(rng.standard_normal((120, 3)), rng.standard_normal((90, 3)), k_pr=3, k_dc=5)
+    # real-real and fake-fake once each (k = 3 and 5 from one search), real-fake once from
+    # each side; two prdc calls (k=3, k=5) made ten
+    assert sorted(pairs) == sorted([(120, 120), (90, 90), (120, 90), (90, 120)])
 
 
 def test_prdc_chunked_equals_unchunked():

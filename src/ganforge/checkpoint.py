@@ -8,8 +8,6 @@ with ``{"__tensor__": key}`` where a tensor was. Loading therefore cannot execut
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,9 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .errors import GanforgeError
+from .files import atomic_write_bytes
+
+__all__ = ["FORMAT", "atomic_write_bytes", "check_state", "load", "load_module_state", "save"]
 
 FORMAT = "ganforge-checkpoint-1"
 
@@ -40,42 +41,42 @@ def _flatten(obj: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} at {key} in a checkpoint")
 
 
-def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+# The skeleton is JSON that :func:`save` wrote; anything deeper than this was not.
+MAX_DEPTH = 64
+
+
+def _unflatten(obj: Any, tensors: dict[str, torch.Tensor], depth: int = 0) -> Any:
+    """The inverse of :func:`_flatten`; a ValueError names what does not fit."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(obj, dict):
         if "__tensor__" in obj:
-            return tensors[obj["__tensor__"]]
+            key = obj["__tensor__"]
+            if not isinstance(key, str) or key not in tensors:
+                raise ValueError(f"names a tensor that is not in the file ({key!r})")
+            return tensors[key]
         if "__tuple__" in obj:
-            return tuple(_unflatten(v, tensors) for v in obj["__tuple__"])
-        return {_unflatten(k, tensors): _unflatten(v, tensors) for k, v in obj["__dict__"]}
+            return tuple(_unflatten(v, tensors, depth + 1) for v in _list(obj["__tuple__"]))
+        if set(obj) != {"__dict__"}:
+            raise ValueError(f"unexpected object with keys {sorted(obj)[:5]}")
+        out = {}
+        for pair in _list(obj["__dict__"]):
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise ValueError("a dict entry is not a [key, value] pair")
+            k = _unflatten(pair[0], tensors, depth + 1)
+            if not isinstance(k, str | int | float | bool | None):
+                raise ValueError(f"a dict key is a {type(k).__name__}")
+            out[k] = _unflatten(pair[1], tensors, depth + 1)
+        return out
     if isinstance(obj, list):
-        return [_unflatten(v, tensors) for v in obj]
+        return [_unflatten(v, tensors, depth + 1) for v in obj]
     return obj
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename over ``path``.
-
-    A crash at any point leaves either the old file or the new one, never a torn one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def _list(v: Any) -> list:
+    if not isinstance(v, list):
+        raise ValueError(f"expected a list, got {type(v).__name__}")
+    return v
 
 
 def save(path: str | Path, state: dict[str, Any]) -> Path:
@@ -104,10 +105,67 @@ def load(path: str | Path) -> dict[str, Any]:
             f"{path}: not a ganforge checkpoint (expected a safetensors file; "
             f"pickled .pt/.pth files are never loaded): {str(e).splitlines()[0]}"
         ) from None
-    if meta.get("format") != FORMAT or "state" not in meta:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "state" not in meta:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
         raise GanforgeError(f"{path}: safetensors file without ganforge metadata "
-                            f"(format {meta.get('format')!r}, expected {FORMAT!r})")
-    return _unflatten(json.loads(meta["state"]), tensors)
+                            f"(format {fmt!r}, expected {FORMAT!r})")
+    try:
+        state = _unflatten(json.loads(meta["state"]), tensors)
+    except (ValueError, TypeError, RecursionError) as e:
+        raise GanforgeError(f"{path}: checkpoint metadata 'state' is damaged "
+                            f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if not isinstance(state, dict):
+        raise GanforgeError(f"{path}: checkpoint metadata 'state' is not an object")
+    return state
+
+
+# What every checkpoint holds (for sampling), and what a resume needs on top.
+_MODEL_FIELDS = {"step": "int>=0", "config": "dict", "data_shape": "shape", "G": "tensors",
+                 "D": "tensors"}
+_RESUME_FIELDS = {"opt_g": "dict", "opt_d": "dict", "sampler": "dict", "rng": "dict",
+                  "d_steps": "int>=0", "counts": "ints", "objective": "dict"}
+MAX_STEP = 2**62
+
+
+def check_state(state: dict[str, Any], path: str | Path, resume: bool = False) -> None:
+    """Type- and range-check a loaded checkpoint's fields before anything uses them: a
+    damaged or foreign file fails here in one line naming the file and the field."""
+    wanted = {**_MODEL_FIELDS, **(_RESUME_FIELDS if resume else {})}
+    if "G_ema" in state:
+        wanted["G_ema"] = "tensors"
+    for name, kind in wanted.items():
+        if name not in state:
+            raise GanforgeError(f"{path}: checkpoint has no {name!r} field")
+        v = state[name]
+        ok = {
+            "int>=0": lambda v: isinstance(v, int) and not isinstance(v, bool)
+            and 0 <= v <= MAX_STEP,
+            "dict": lambda v: isinstance(v, dict),
+            "shape": lambda v: isinstance(v, list) and 1 <= len(v) <= 4 and all(
+                isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 2**20 for d in v),
+            "tensors": lambda v: isinstance(v, dict) and all(
+                isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in v.items()),
+            "ints": lambda v: isinstance(v, list) and all(
+                isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in v),
+        }[kind](v)
+        if not ok:
+            raise GanforgeError(f"{path}: checkpoint field {name!r} is not {_WHAT[kind]} "
+                                f"(got {_brief(v)})")
+    nc = state.get("num_classes")
+    if nc is not None and not (isinstance(nc, int) and not isinstance(nc, bool)
+                               and 0 <= nc <= 100_000):
+        raise GanforgeError(f"{path}: checkpoint field 'num_classes' is not a class count "
+                            f"(got {_brief(nc)})")
+
+
+_WHAT = {"int>=0": "a non-negative integer", "dict": "an object",
+         "shape": "a data shape (1 to 4 positive integers)",
+         "tensors": "a table of named tensors", "ints": "a list of non-negative integers"}
+
+
+def _brief(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else f"{type(v).__name__} {text[:40]}..."
 
 
 def module_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

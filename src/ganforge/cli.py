@@ -4,6 +4,7 @@ classifier, presets, datasets."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -13,6 +14,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .errors import GanforgeError
+
+# what `sample --out` can write: PIL's image formats for grids, matplotlib's for histograms
+SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".pdf", ".svg")
 
 # flag name -> config field, for the common train options
 TRAIN_FLAGS = {
@@ -96,8 +100,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         argv = list(args.argv)
         i = next(i for i, a in enumerate(argv) if a.startswith("--nproc"))
         del argv[i:i + (1 if "=" in argv[i] else 2)]
-        if not args.resume:
-            _resolved_config(args)  # bad input fails here, once, not in every process
+        if args.nproc < 1:
+            raise GanforgeError(f"--nproc must be positive, got {args.nproc}")
+        if not args.resume:  # bad input fails here, once, not in every process
+            batch = _resolved_config(args).batch_size
+            if batch % args.nproc:
+                raise GanforgeError(f"--batch-size {batch} is the global batch: it must "
+                                    f"divide evenly over --nproc {args.nproc} processes")
         return launch(args.nproc, argv)
     from .session import train
 
@@ -139,25 +148,36 @@ def cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import viz
-    from .generator import load
+    from .budget import require
+    from .files import atomic_write_bytes, check_out, save_figure
+    from .generator import load, resolve_checkpoint, run_folder_of
 
     if args.n <= 0:
         raise GanforgeError(f"--n must be positive, got {args.n}")
     from .train import to_unit
 
-    g = load(args.path)
+    out = Path(args.out)
+    suffix = out.suffix.lower()
+    allowed = (".npy",) if args.npy else SAMPLE_SUFFIXES
+    if suffix not in allowed:
+        raise GanforgeError(f"--out {out}: expected a file ending in {', '.join(allowed)}"
+                            + ("" if args.npy else " (or --npy with .npy)"))
+    ckpt = resolve_checkpoint(args.path)
+    check_out(out, [ckpt, *run_folder_of(ckpt)])
+    g = load(ckpt)
+    require(g.sample_bytes(args.n), f"--n {args.n} samples")
     x = g.sample(args.n, seed=args.seed, label=args.label).cpu()
     if x.dim() == 4:  # images: pixels in [0, 1] whatever range G works in
         x = to_unit(x, g.G).clamp(0, 1)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if args.npy:
-        np.save(out, x.numpy())
+        buf = io.BytesIO()
+        np.save(buf, x.numpy())
+        atomic_write_bytes(out, buf.getvalue())
     elif x.dim() == 2:  # 1-D or vector data: a histogram says more than a grid
         fig, ax = viz.subplots(figsize=(6, 4))
         ax.hist(x[:, 0].numpy(), bins=60, density=True)
         ax.set_title(f"{args.n} samples, iteration {g.step}")
-        fig.savefig(out)
+        save_figure(fig, out)
     else:
         viz.save_grid(x, out)
     print(f"wrote {args.n} samples from iteration {g.step} to {out}")
@@ -381,6 +401,17 @@ def _one_line_warning(default: Callable[..., None]) -> Callable[..., None]:
     return show
 
 
+def _say_error(message: str) -> None:
+    """A training process under torchrun also leaves its error for the launcher (torchelastic's
+    error file), which reports the first failure once; ``--nproc``'s launcher prints it as
+    ganforge's one line, so the ranks do not. Otherwise rank 0 (or a lone process) says it."""
+    from .distributed import LAUNCHER_ENV, record_error
+
+    record_error(message)
+    if os.environ.get("RANK", "0") == "0" and not os.environ.get(LAUNCHER_ENV):
+        print(f"ganforge: error: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -397,7 +428,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _one_line_warning(warnings.showwarning)
             return args.func(args)
     except GanforgeError as e:
-        print(f"ganforge: error: {e}", file=sys.stderr)
+        _say_error(str(e))
+        return 2
+    except OSError as e:  # disk full, read-only, permissions: the path and why, nothing more
+        _say_error(f"{e.filename or 'a file'}: {e.strerror or e}")
         return 2
     except KeyboardInterrupt:
         print("ganforge: interrupted", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -105,15 +106,17 @@ class Config:
 
 
 # Keys that config.json carries as a record of what happened, not as settings.
-RECORD_ONLY = ("data_used", "ganforge_version", "torch_version")
+RECORD_ONLY = ("format", "data_used", "ganforge_version", "torch_version")
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _HINTS = typing.get_type_hints(Config)
 
 POSITIVE_INTS = ("z_dim", "g_hidden", "d_hidden", "batch_size", "steps", "k_d", "k_g",
                  "log_every", "sample_every", "ckpt_every", "n_samples", "image_size",
-                 "reg_interval")
+                 "reg_interval", "eval_n")
 POSITIVE_FLOATS = ("g_lr", "d_lr")
+MAX_INT = 2**63  # integers beyond int64 reach torch and numpy as overflow errors
+MAX_FILE_BYTES = 1 << 20  # a config file is a page of fields, not megabytes
 
 
 def _base_type(hint: Any) -> tuple[Any, bool]:
@@ -161,18 +164,27 @@ def _scalar(kind: type, value: Any, from_text: bool) -> Any:
                 return False
             raise ValueError(value)
         if kind is int:
-            return int(value.replace("_", ""))
+            return _in_range(int, int(value.replace("_", "")))
         if kind is float:
-            return float(value)
+            return _in_range(float, float(value))
         return value
     if kind is str and isinstance(value, PurePath):  # out=Path("runs/x") from Python
         return str(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if isinstance(value, bool) and kind is not bool:
         raise TypeError
     if not isinstance(value, kind):
         raise TypeError
+    return _in_range(kind, value)
+
+
+def _in_range(kind: type, value: Any) -> Any:
+    """No NaN or infinity, and integers that fit the 64 bits torch and numpy take."""
+    if kind is float and not math.isfinite(value):
+        raise ValueError("not a finite number")
+    if kind is int and not -MAX_INT <= value < MAX_INT:
+        raise ValueError("out of range")
     return value
 
 
@@ -181,6 +193,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise GanforgeError(f"{p}: config file not found")
+    if p.stat().st_size > MAX_FILE_BYTES:
+        raise GanforgeError(f"{p}: {p.stat().st_size} bytes; a config file of fields is "
+                            f"expected to be under {MAX_FILE_BYTES} bytes")
     try:
         text = p.read_text()
         if p.suffix.lower() == ".json":
@@ -191,6 +206,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             raise GanforgeError(f"{p}: expected a .toml or .json config file")
     except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise GanforgeError(f"{p}: not valid {p.suffix[1:].upper()}: {e}") from None
+    except RecursionError:  # e.g. [[[[...]]]] 100,000 deep: no config field nests at all
+        raise GanforgeError(f"{p}: nested too deeply; config fields are numbers, text "
+                            "and flat lists") from None
     if not isinstance(data, dict):
         raise GanforgeError(f"{p}: expected a table/object of config fields at the top level")
     unknown = [k for k in data if k not in FIELDS]
@@ -276,6 +294,8 @@ def validate(cfg: Config) -> Config:
                                 f"got {getattr(cfg, name)!r}")
     if not 0.0 < cfg.nan_lr_factor <= 1.0:
         raise GanforgeError(f"nan_lr_factor: expected a number in (0, 1], got {cfg.nan_lr_factor}")
+    if cfg.seed < 0:
+        raise GanforgeError(f"--seed: expected a non-negative integer, got {cfg.seed}")
     if cfg.max_rollbacks < 0 or cfg.dist_timeout <= 0:
         raise GanforgeError("max_rollbacks: expected >= 0; dist_timeout: expected > 0 seconds")
     if cfg.amp not in ("off", "bf16"):

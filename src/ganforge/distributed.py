@@ -60,6 +60,30 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+LAUNCHER_ENV = "GANFORGE_LAUNCHER"  # set by `--nproc`: its launcher reports the ranks' errors
+
+
+def record_error(message: str) -> None:
+    """Leave a training process's one-line error where torchelastic's launcher reads it."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path and launched_by_torchrun():
+        import json
+        import time
+
+        from .files import atomic_write_text
+
+        try:
+            atomic_write_text(path, json.dumps({"message": message,
+                                                "timestamp": int(time.time())}))
+        except OSError:
+            pass  # the launcher then reports the exit code alone
+
+
+def is_main_process() -> bool:
+    """Rank 0, or a process on its own (known before the process group exists)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def init(device_name: str, timeout_s: float) -> tuple[World, str]:
     """Join the process group that torchrun's environment describes (a no-op when alone).
 
@@ -164,9 +188,9 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     ganforge train ...`` (the same argv without --nproc) and return its exit code."""
     if nproc < 1:
         raise GanforgeError(f"--nproc must be positive, got {nproc}")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+    cmd = [sys.executable, "-m", "ganforge.torchrun", "--standalone",
            f"--nproc_per_node={nproc}", "-m", "ganforge", *argv]
-    env = dict(os.environ)
+    env = {**os.environ, LAUNCHER_ENV: "1"}
     if "OMP_NUM_THREADS" not in env:  # CPU ranks share the cores instead of oversubscribing
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
     # torchrun in a session of its own: SIGTERM/Ctrl-C reach this process only, which hands

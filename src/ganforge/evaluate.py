@@ -14,14 +14,24 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
 from torch import nn
 
 from .data import Dataset, Gaussian1D, Points2D
 from .data.mnist import cache_dir
 from .errors import GanforgeError
-from .metrics import METRICS, count_modes_2d, count_modes_stacked, inception_score, kid, prdc
-from .metrics import fid as fid_metric
+from .files import atomic_write_bytes
+from .metrics import (
+    METRICS,
+    count_modes_2d,
+    count_modes_stacked,
+    fid_eps,
+    inception_score,
+    kid,
+    kid_subset_size,
+    knn_metrics,
+)
 from .priors import PRIORS
 
 LOWER_IS_BETTER = ("fid", "kid", "kl")
@@ -42,13 +52,20 @@ def default_features(cfg) -> str:
 MODE_DATASETS = ("ring-8", "grid-25", "stacked-mnist")  # what metric 'modes' can count
 
 
-def check_request(cfg, metrics, features: str | None = None) -> str:
+def check_request(cfg, metrics, features: str | None = None, n: int | None = None) -> str:
     """Refuse, before any sample is drawn (or any run folder touched by ``--eval-every``),
-    metric/feature/data combinations that cannot work; returns the feature net's name."""
+    metric/feature/data combinations that cannot work; returns the feature net's name.
+    ``n``: the number of samples per evaluation (``cfg.eval_n`` unless given)."""
     from .features import FEATURES
 
     for name in metrics:
         METRICS.get(name)
+    n = cfg.eval_n if n is None else n
+    if "kid" in metrics:
+        try:
+            kid_subset_size(n, n)
+        except ValueError as e:
+            raise GanforgeError(f"{n} samples (--n, --eval-n): {e}") from None
     features = features or default_features(cfg)
     if features != "raw" and features not in FEATURES:
         raise GanforgeError(f"unknown feature network {features!r}; valid names: raw, "
@@ -138,11 +155,10 @@ def real_features(cfg, data: Dataset, net, n: int) -> tuple[torch.Tensor, torch.
         real = data.images.cpu()[idx]  # uint8: the feature net scales it to [0, 1]
     feats, logits = net.features_and_logits(real)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"features": feats.contiguous()}
         if logits is not None:
             tensors["logits"] = logits.contiguous()
-        save_file(tensors, str(path))
+        atomic_write_bytes(path, st_save(tensors))
     return feats, logits
 
 
@@ -154,9 +170,9 @@ def evaluate(G: nn.Module, cfg, data: Dataset,
              ) -> dict[str, Any]:
     """Metric values for G against ``data`` (see :data:`ganforge.metrics.METRICS`).
     ``net``: the feature network already loaded (training evaluates many times)."""
-    features = check_request(cfg, metrics, features)
     if n <= 1:
         raise GanforgeError(f"--n must be at least 2, got {n}")
+    features = check_request(cfg, metrics, features, n)
     device = device or next(G.parameters()).device
     if net is None:
         net = feature_net(features, device, inception_weights)
@@ -179,10 +195,12 @@ def evaluate(G: nn.Module, cfg, data: Dataset,
         raise GanforgeError(f"feature net {net.name!r} takes grey images; for colour data use "
                             "--features inception (or raw)")
     if "fid" in rest:
-        out["fid"] = fid_metric(real_f.double().numpy(), fake_f.double().numpy())
+        out["fid"], eps = fid_eps(real_f.double().numpy(), fake_f.double().numpy())
+        if eps:  # said only when it happened: the value is then not the exact formula's
+            out["fid_eps"] = eps
     if "kid" in rest:
-        out["kid"], out["kid_std"] = kid(real_f.double().numpy(), fake_f.double().numpy(),
-                                         subset_size=min(1000, n))
+        out["kid_subset"] = kid_subset_size(n, n)
+        out["kid"], out["kid_std"] = kid(real_f.double().numpy(), fake_f.double().numpy())
     if "is" in rest:
         if fake_l is None:
             raise GanforgeError(f"metric 'is' needs a classifier; feature net {features!r} "
@@ -190,10 +208,9 @@ def evaluate(G: nn.Module, cfg, data: Dataset,
         out["is"], out["is_std"] = inception_score(fake_l.double().numpy(), from_logits=True)
     wanted = {"precision", "recall", "density", "coverage"} & set(rest)
     if wanted:
-        k_pr = prdc(real_f, fake_f, k=3)  # precision/recall with k=3 (Kynkaanniemi et al.)
-        k_dc = prdc(real_f, fake_f, k=5)  # density/coverage with k=5 (Naeem et al.)
-        for name in wanted:
-            out[name] = (k_pr if name in ("precision", "recall") else k_dc)[name]
+        # k=3 for precision/recall (Kynkaanniemi et al.), k=5 for density/coverage (Naeem et
+        # al.), from one k-NN search per set and one pass over the real-fake distances
+        out.update(knn_metrics(real_f, fake_f, k_pr=3, k_dc=5, metrics=wanted))
     return {k: (float(v) if isinstance(v, np.floating) else v) for k, v in out.items()}
 
 
@@ -203,8 +220,13 @@ def better(metric: str, new: float, best: float | None) -> bool:
     return new < best if metric in LOWER_IS_BETTER else new > best
 
 
+def _number(v: float) -> str:
+    # 4 decimals, but small values (KID near 0, fid_eps) keep their significant digits
+    return f"{v:.3g}" if 0 < abs(v) < 1e-3 else f"{v:.4f}"
+
+
 def format_table(result: dict[str, Any]) -> str:
-    rows = [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in result.items()]
+    rows = [(k, _number(v) if isinstance(v, float) else str(v)) for k, v in result.items()]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -215,24 +237,26 @@ def evaluate_checkpoint(path: str | Path, metrics: list[str], n: int,
                         out: str | Path | None = None) -> tuple[dict, Path]:
     """``ganforge eval``: a run folder or checkpoint -> metrics, written to ``out`` (default
     the run folder's eval.json)."""
-    import json
-
+    from .budget import require
     from .data import load_dataset
+    from .files import atomic_write_json
     from .generator import load, resolve_checkpoint
     from .train import pick_device
 
     dev = pick_device(device)
     ckpt = resolve_checkpoint(path)
     g = load(ckpt, device=dev)
+    if n <= 0:
+        raise GanforgeError(f"--n must be positive, got {n}")
+    require(2 * g.sample_bytes(n), f"--n {n} (real and generated samples)", dev)
     data = load_dataset(g.config).to(dev)
     result = {"step": g.step, "checkpoint": str(ckpt), "ema": g.ema,
               **evaluate(g.G, g.config, data, metrics, n, features, dev, g.num_classes,
                          inception_weights=inception_weights)}
-    from .checkpoint import atomic_write_bytes
 
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     dest = Path(out) if out is not None else run_dir / "eval.json"
     if dest.is_dir():
         raise GanforgeError(f"--out {dest}: is a folder; expected a file such as eval.json")
-    atomic_write_bytes(dest, (json.dumps(result, indent=2) + "\n").encode())
+    atomic_write_json(dest, result)
     return result, dest

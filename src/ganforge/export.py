@@ -22,7 +22,8 @@ import torch
 
 from . import __version__
 from .errors import GanforgeError
-from .generator import TrainedGenerator, load
+from .files import atomic_path, atomic_write_json, check_out
+from .generator import TrainedGenerator, load, resolve_checkpoint, run_folder_of
 
 FORMATS = ("onnx", "pt2")
 OPSET = 18
@@ -68,18 +69,20 @@ def export(path: str | Path, out: str | Path | None = None, fmt: str | None = No
         raise GanforgeError(f"--batch must be at least 2 (the batch stays dynamic), got {batch}")
     if fmt == "onnx":
         _require_onnx()
-    g = load(path)
+    ckpt = resolve_checkpoint(path)
+    check_out(out, [ckpt, *run_folder_of(ckpt)])
+    g = load(ckpt)
     G = g.G.eval()  # BatchNorm uses its running statistics: a sample must not depend on the batch
     example = example_inputs(g, batch)
     with torch.no_grad():
         data_shape = tuple(G(*example).shape[1:])
     meta = metadata(g, data_shape)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with _quiet():
-        (_export_onnx if fmt == "onnx" else _export_pt2)(G, example, out, meta)
+    # written and checked under a temporary name: a failed export leaves the target as it was
+    with _quiet(), atomic_path(out) as tmp:
+        (_export_onnx if fmt == "onnx" else _export_pt2)(G, example, tmp, meta)
         if verify:
-            _verify(G, g, fmt, out, batch + 3)
-    out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=2) + "\n")
+            _verify(G, g, fmt, tmp, batch + 3)
+    atomic_write_json(out.with_name(out.name + ".json"), meta)
     return out
 
 

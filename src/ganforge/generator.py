@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from . import checkpoint
+from . import budget, checkpoint
 from .config import Config, from_dict
 from .errors import GanforgeError
 from .models import MODELS
@@ -23,6 +24,11 @@ class TrainedGenerator(nn.Module):
         self.G, self.config, self.step = G, config, step
         self.z_dim, self.num_classes, self.ema = config.z_dim, num_classes, ema
         self.out_range = getattr(G, "out_range", None)
+        self.sizes: Any = None  # budget.Sizes of the model, set by load()
+
+    def sample_bytes(self, n: int) -> float:
+        """Memory that drawing ``n`` samples at once needs (see :mod:`ganforge.budget`)."""
+        return self.sizes.generator_bytes(n) if self.sizes is not None else 0.0
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.G(z) if y is None else self.G(z, y)
@@ -69,16 +75,19 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
+def run_folder_of(ckpt: Path) -> list[Path]:
+    """The run folder a checkpoint belongs to (RUN/checkpoints/x.safetensors), if any."""
+    return [ckpt.parent.parent] if ckpt.parent.name == "checkpoints" else []
+
+
 def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedGenerator:
     """The generator of a run folder or checkpoint file, in eval mode, ready to call."""
     ckpt = resolve_checkpoint(path)
     state = checkpoint.load(ckpt)
-    if not isinstance(state, dict):
-        raise GanforgeError(f"{ckpt}: not a training checkpoint (expected a table of entries, "
-                            f"found {type(state).__name__})")
+    checkpoint.check_state(state, ckpt)
     try:
         cfg = from_dict(state["config"])
-    except (KeyError, TypeError, GanforgeError) as e:
+    except GanforgeError as e:
         raise GanforgeError(f"{ckpt}: checkpoint has no usable config ({e})") from None
     ema = "G_ema" in state  # the EMA generator is the one to sample from when there is one
     key = "G_ema" if ema else "G"
@@ -94,7 +103,15 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedGenerat
     except (KeyError, TypeError, ValueError):
         raise GanforgeError(f"{ckpt}: checkpoint has a missing or malformed data_shape, "
                             "num_classes or step entry") from None
+    sizes = budget.Sizes(cfg, data_shape, num_classes)
+    mismatch = budget.shape_mismatch(sizes.G, weights)
+    if mismatch:  # a config that does not describe these weights: refuse before allocating
+        raise GanforgeError(f"{ckpt}: its config does not fit its generator weights "
+                            f"({mismatch})")
+    budget.require(sizes.generator_bytes(), f"{ckpt}: its generator (z_dim {cfg.z_dim}, "
+                   f"data {list(data_shape)})", device)
     G, _ = MODELS.get(cfg.model)(cfg, data_shape, num_classes)
     checkpoint.load_module_state(G, weights, "generator", ckpt)
     gen = TrainedGenerator(G, cfg, step, num_classes, ema).to(device)
+    gen.sizes = sizes
     return gen.eval()

@@ -16,6 +16,7 @@ import torch
 
 from . import viz
 from .errors import GanforgeError
+from .files import save_figure
 from .generator import TrainedGenerator
 from .priors import PRIORS
 
@@ -171,5 +172,4 @@ def _plot_walk(x: torch.Tensor, out: Path, title: str, y: torch.Tensor | None) -
     if n <= 10:
         ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(out)
-    return out
+    return save_figure(fig, out)

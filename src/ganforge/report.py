@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import GanforgeError
+from .files import atomic_write_text, check_out
 
 MAX_FRAMES = 200  # player frames per run: hundreds of inlined PNGs would make a huge page
 MAX_PATH_POINTS = 2000  # per curve; more is invisible at chart width and only adds bytes
@@ -30,7 +31,7 @@ LOSS_KEYS = ("d_loss", "g_loss")
 D_KEYS = ("d_real", "d_fake")
 LABELS = {"d_loss": "D loss", "g_loss": "G loss", "d_real": "D(x)", "d_fake": "D(G(z))",
           "it_s": "iterations / s"}
-NOT_METRICS = {"step", "n"}  # bookkeeping in eval rows, not something to plot
+NOT_METRICS = {"step", "n", "kid_subset", "fid_eps"}  # bookkeeping in eval rows, not to plot
 STEP_RE = re.compile(r"step-(\d+)")
 RECORD_KEYS = ("data_used",)  # shown as their own table, not as config rows
 
@@ -133,6 +134,8 @@ def load_run(path: str | Path) -> RunData:
     except json.JSONDecodeError as e:
         raise GanforgeError(f"RUN_DIR {d}: config.json is not valid JSON "
                             f"({e.msg}, line {e.lineno})") from e
+    except RecursionError:
+        raise GanforgeError(f"RUN_DIR {d}: config.json is nested too deeply") from None
     if not isinstance(config, dict):
         raise GanforgeError(f"RUN_DIR {d}: config.json does not hold a JSON object")
     run = RunData(dir=d, name=d.resolve().name or str(d), config=config)
@@ -714,7 +717,6 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
 
     ``out`` defaults to ``RUN_DIR/report.html`` for one run and ``./report.html`` for several.
     """
-    from .checkpoint import atomic_write_bytes
 
     if not run_dirs:
         raise GanforgeError("report: no RUN_DIR given")
@@ -728,8 +730,9 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
         runs[0].dir / "report.html" if len(runs) == 1 else Path("report.html"))
     if path.is_dir():
         raise GanforgeError(f"report output {path}: is a folder; expected an .html file path")
+    check_out(path, [r.dir for r in runs])
     try:
-        atomic_write_bytes(path, render(runs).encode("utf-8"))
+        atomic_write_text(path, render(runs))
     except OSError as e:
         raise GanforgeError(f"report output {path}: cannot write ({e.strerror or e})") from e
     return path

@@ -22,12 +22,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import checkpoint, distributed, health, trackers, viz
+from . import budget, checkpoint, distributed, health, trackers, viz
 from .config import FIELDS, Config, from_dict, resolve, validate
 from .data import Gaussian1D, Points2D, load_dataset, plot_points_2d
 from .errors import GanforgeError
+from .files import remove_partial_writes, truncate_jsonl
 from .machine import machine_info
-from .run import Run, default_out, prepare_dir
+from .run import Claim, Run, claim, claim_existing, default_out
 from .train import GRAPH_WARMUP, Trainer, graph_unroll_for, pick_device, to_unit
 
 # Fields a resumed run may change: how long it trains and how it is watched, not what it is.
@@ -54,9 +55,10 @@ def train(config: Config | dict[str, Any] | str | Path | None = None, *, overwri
         session = Session.resumed(Path(resume), overrides, progress)
     else:
         session = Session.fresh(_as_config(config, dict(overrides)), overwrite, progress)
-    run = session.run()
-    distributed.shutdown(session.world)
-    return run
+    try:
+        return session.run()
+    finally:
+        session.close()
 
 
 class _StopRequest:
@@ -93,6 +95,11 @@ class Session:
         self.world, device_name = distributed.init(cfg.device, cfg.dist_timeout)
         device = pick_device(device_name)
         self.data = load_dataset(cfg)
+        sizes = budget.Sizes(cfg, tuple(self.data.shape),
+                             self.data.num_classes if cfg.conditional else 0)
+        budget.require(sizes.training_bytes(cfg) / self.world.size,
+                       f"this run (batch_size {cfg.batch_size}, n_samples {cfg.n_samples}, "
+                       f"data {list(self.data.shape)}, z_dim {cfg.z_dim})", device)
         self.data_used = {**self.data.info, "device": str(device), "processes": self.world.size,
                           "machine": machine_info(device)}
         if self.data.name != cfg.dataset:  # mnist fell back to the offline sample: record it
@@ -112,6 +119,15 @@ class Session:
         self.rollbacks = 0
         self.saved_at: int | None = None  # the iteration of checkpoints/latest
         self.capture_at = -1  # the iteration at which the CUDA graph is captured (-1: never)
+        self.claim: Claim | None = None  # rank 0's lock on the run folder
+
+    def close(self) -> None:
+        """Release the run folder and the process group (left to interpreter exit, the
+        group's threads can abort the process)."""
+        if self.claim is not None:
+            self.claim.release()
+            self.claim = None
+        distributed.shutdown(self.world)
 
     def _open_run(self, out: Path) -> Run:
         self.cfg = self.trainer.cfg = dataclasses.replace(self.cfg, out=str(out))
@@ -125,18 +141,47 @@ class Session:
         world = session.world
         out = Path(cfg.out) if cfg.out else default_out(cfg.preset)
         out = Path(_from_rank0(str(out), world))  # a timestamped default must be one folder
-        _all_ranks(lambda: prepare_dir(out, overwrite) if world.is_main else None, world)
-        run = session._open_run(out)
-        if world.is_main:
-            run.write_config(session.data_used)
-            session.tb = trackers.open_trackers(out, session.cfg)
-        session.snapshot()
-        session.save_latest()  # a first good checkpoint: resume and rollback always have one
+
+        def take() -> None:
+            session.claim = claim(out, overwrite)
+        try:
+            _all_ranks(lambda: take() if world.is_main else None, world)
+            run = session._open_run(out)
+            # --overwrite: the old run stays aside until the new one has its config, first
+            # picture and first checkpoint; any failure up to here puts it back
+            _all_ranks(lambda: session._start(run) if world.is_main else None, world)
+            session.save_latest()  # a first good checkpoint: resume and rollback have one
+        except BaseException:
+            if session.claim is not None:
+                session.claim.restore()
+            session.close()
+            raise
+        if session.claim is not None:
+            session.claim.commit()
         return session
+
+    def _start(self, run: Run) -> None:
+        try:
+            run.write_config(self.data_used)
+            self.tb = trackers.open_trackers(run.dir, self.cfg)
+            self.snapshot()
+        except OSError as e:
+            raise _os_error(e, "") from None
 
     @classmethod
     def resumed(cls, run_dir: Path, overrides: dict[str, Any],
                 progress: bool | None) -> Session:
+        lock = claim_existing(run_dir) if distributed.is_main_process() else None
+        try:
+            return cls._resumed(run_dir, overrides, progress, lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    @classmethod
+    def _resumed(cls, run_dir: Path, overrides: dict[str, Any], progress: bool | None,
+                 lock: Claim | None) -> Session:
         record = _read_run_config(run_dir)
         ckpt = _resume_checkpoint(run_dir)
         changed = {k: v for k, v in overrides.items() if v is not None}
@@ -149,11 +194,13 @@ class Session:
         cfg = validate(dataclasses.replace(cfg, out=str(run_dir), **{
             k: v for k, v in changed.items() if k in RESUME_MAY_CHANGE}))
         state = checkpoint.load(ckpt)
-        if int(state["step"]) >= cfg.steps:
+        checkpoint.check_state(state, ckpt, resume=True)
+        if state["step"] >= cfg.steps:
             raise GanforgeError(f"--resume {run_dir}: the run already reached iteration "
                                 f"{state['step']}; pass --steps N with N > {state['step']} to "
                                 "train it further")
         session = cls(cfg, progress)
+        session.claim = lock
         trainer = session.trainer
         trainer.load_state_dict(state, ckpt)
         session.load_state_dict(state.get("session") or {})
@@ -161,12 +208,14 @@ class Session:
         session.data_used = {**record.get("data_used", {}), **session.data_used}
         run = session._open_run(run_dir)
         if session.world.is_main:
-            session.tb = trackers.open_trackers(run_dir, cfg, trainer.step_count + 1,
-                                                resume=True)
-            _remove_partial_saves(run.checkpoints_dir)
-            run.metrics = _truncate_metrics(run.dir / "metrics.jsonl", trainer.step_count)
+            # config.json first: if the disk is full, it fails whole and nothing else moved
             run.write_config({**session.data_used, "resumed_from": {
                 "checkpoint": str(ckpt), "step": trainer.step_count}})
+            for folder in (run.dir, run.checkpoints_dir, run.samples_dir):
+                remove_partial_writes(folder)  # of writes a crash interrupted
+            run.metrics = truncate_jsonl(run.metrics_path, trainer.step_count)
+            session.tb = trackers.open_trackers(run_dir, cfg, trainer.step_count + 1,
+                                                resume=True)
             print(f"ganforge: resuming {run_dir} at iteration {trainer.step_count} of "
                   f"{cfg.steps}", file=sys.stderr)
         return session
@@ -211,6 +260,9 @@ class Session:
                             return self.stop(stop.signum)
                     if self.save_latest(final=True):
                         break
+        except OSError as e:  # disk full, read-only, permissions: say so, keep what is there
+            raise _os_error(e, f"; nothing was lost: the last good checkpoint is "
+                            f"{self._last_good()}") from None
         except RuntimeError as e:
             if self.world.distributed:  # a collective failed: a peer died or timed out
                 raise GanforgeError(f"rank {self.world.rank}: lost the other training processes "
@@ -339,6 +391,7 @@ class Session:
             return False
         if self.world.is_main:
             state = self.state()
+            run.sync_metrics()  # the rows this checkpoint's resume will keep are on disk
             checkpoint.save(run.latest_checkpoint, state)
             if final:
                 checkpoint.save(run.final_checkpoint, state)
@@ -363,6 +416,7 @@ class Session:
                                 f"over the last good checkpoint: {self._last_good()}")
         ckpt = self.run_.latest_checkpoint
         state = checkpoint.load(ckpt)
+        checkpoint.check_state(state, ckpt, resume=True)
         trainer.load_state_dict(state, ckpt)
         trainer._zero_stats()
         rollbacks = self.rollbacks + 1
@@ -380,8 +434,7 @@ class Session:
                    f"{cfg.max_rollbacks}")
         if self.world.is_main:
             print(f"ganforge: warning: {message}", file=sys.stderr)
-            self.run_.metrics = _truncate_metrics(self.run_.dir / "metrics.jsonl",
-                                                  trainer.step_count)
+            self.run_.metrics = truncate_jsonl(self.run_.metrics_path, trainer.step_count)
             self.run_.log({"step": trainer.step_count, "warning": "nan_rollback",
                            "message": message})
         self._n_last, self._t_last = trainer.step_count, time.perf_counter()
@@ -423,8 +476,9 @@ def _read_run_config(run_dir: Path) -> dict[str, Any]:
         raise GanforgeError(f"--resume {run_dir}: not a ganforge run folder (no config.json)")
     try:
         record = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise GanforgeError(f"--resume {run_dir}: config.json is not valid JSON ({e})") from None
+    except (OSError, ValueError, RecursionError) as e:
+        raise GanforgeError(f"--resume {run_dir}: config.json is not valid JSON "
+                            f"({str(e)[:200] or type(e).__name__})") from None
     if not isinstance(record, dict):
         raise GanforgeError(f"--resume {run_dir}: config.json is not a JSON object")
     return record
@@ -445,22 +499,10 @@ def _resume_checkpoint(run_dir: Path) -> Path:
     raise GanforgeError(f"--resume {run_dir}: no checkpoints/latest.safetensors to resume from")
 
 
-def _remove_partial_saves(folder: Path) -> None:
-    """Temporary files of saves that a crash interrupted (the checkpoints themselves are
-    replaced atomically, so they are whole)."""
-    if folder.is_dir():
-        for p in folder.glob(".*.tmp"):
-            p.unlink(missing_ok=True)
-
-
-def _truncate_metrics(path: Path, step: int) -> list[dict[str, Any]]:
-    """Keep the rows up to ``step`` (those after it are recomputed by the resumed run)."""
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    kept = [r for r in rows if int(r.get("step", 0)) <= step]
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    return kept
+def _os_error(e: OSError, tail: str) -> GanforgeError:
+    """An OS error as one line: the path, what went wrong, and what is safe."""
+    where = e.filename or "a file"
+    return GanforgeError(f"{where}: cannot write ({e.strerror or e}){tail}")
 
 
 def _finite(row: dict[str, float]) -> bool:

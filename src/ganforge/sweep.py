@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,11 +24,12 @@ from .config import Config, coerce, validate
 from .data import Dataset, Gaussian1D, load_dataset
 from .data.base import EpochSampler
 from .errors import GanforgeError
+from .files import atomic_write_json
 from .losses import OBJECTIVES
 from .mlp_grads import Chain, MLPGradients
 from .models import build_models
 from .priors import PRIORS
-from .run import Run, default_out, prepare_dir
+from .run import SWEEP_FORMAT, Run, claim, default_out
 from .train import DATA_SALT, FIXED_NOISE_SALT, GRAPH_WARMUP, graph_unroll_for, pick_device
 
 # Fields a sweep may vary per run; everything else shapes the shared computation.
@@ -350,19 +350,36 @@ def sweep(base: Config, runs: int, vary: dict[str, list[Any]] | None = None, *,
     data = load_dataset(base)
     trainer = SweepTrainer(configs, data, device)
     root = Path(out or base.out or default_out(f"sweep-{base.preset}"))
-    prepare_dir(root, overwrite)
-    run_list = []
-    for k, c in enumerate(configs):
-        d = root / f"run-{k:03d}"
-        c = dataclasses.replace(c, out=str(d), dataset=data.name)
-        trainer.configs[k] = c
-        prepare_dir(d, overwrite)
-        r = Run(dir=d, config=c)
-        r.write_config({**data.info, "device": str(device), "sweep": str(root), "run": k})
-        run_list.append(r)
-    (root / "sweep.json").write_text(json.dumps(
-        {"runs": runs, "vary": vary or {}, "base": base.to_dict()}, indent=2) + "\n")
-    _sweep_snapshot(trainer, run_list)
+    # the whole sweep folder is one claim: an earlier, larger sweep's run-NNN folders are
+    # moved aside with the rest of it and deleted once this one has started
+    folder = claim(root, overwrite)
+    try:
+        run_list = []
+        for k, c in enumerate(configs):
+            d = root / f"run-{k:03d}"
+            c = dataclasses.replace(c, out=str(d), dataset=data.name)
+            trainer.configs[k] = c
+            r = Run(dir=d, config=c)
+            r.dir.mkdir()
+            r.write_config({**data.info, "device": str(device), "sweep": str(root), "run": k})
+            run_list.append(r)
+        atomic_write_json(root / "sweep.json", {"format": SWEEP_FORMAT, "runs": runs,
+                                                "vary": vary or {}, "base": base.to_dict()})
+        _sweep_snapshot(trainer, run_list)
+    except BaseException:
+        folder.restore()
+        folder.release()
+        raise
+    folder.commit()
+    try:
+        return _sweep_loop(trainer, run_list, base, data, progress)
+    finally:
+        folder.release()
+
+
+def _sweep_loop(trainer: SweepTrainer, run_list: list[Run], base: Config, data: Any,
+                progress: bool | None) -> list[Run]:
+    device, runs = trainer.device, len(run_list)
     want_graph = device.type == "cuda" and base.cuda_graphs != "off"
     unroll = graph_unroll_for(base)
     capture_at = -(-GRAPH_WARMUP // unroll) * unroll
@@ -406,7 +423,6 @@ def _sweep_snapshot(trainer: SweepTrainer, runs: list[Run]) -> None:
     fake = trainer.G(trainer.fixed_z)  # (R, n, features)
     for k, r in enumerate(runs):
         path = r.samples_dir / f"step-{trainer.step_count:07d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(trainer.data, Gaussian1D):
             ds = trainer.data
             xs = torch.linspace(*ds.plot_range(), 400, device=trainer.device)

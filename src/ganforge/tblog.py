@@ -31,7 +31,8 @@ TAGS = {
 }
 # What ganforge.evaluate returns (metrics and their spreads, mode counts): eval/<key>.
 EVAL_KEYS = frozenset({
-    "fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "density", "coverage",
+    "fid", "fid_eps", "kid", "kid_std", "kid_subset", "is", "is_std", "precision", "recall",
+    "density", "coverage",
     "modes", "modes_strict", "strict_min_count", "high_quality", "kl", "n_modes", "n",
 })
 SKIP = frozenset({"step"})

@@ -375,8 +375,13 @@ class Trainer:
         except (ValueError, KeyError) as e:
             raise GanforgeError(f"{path}: optimiser state does not fit the model "
                                 f"({str(e).splitlines()[0]})") from None
-        self.batches.load_state_dict(state["sampler"])
-        _set_rng_state(state["rng"], self.gen, self.data_gen)
+        try:  # checked for presence and type already; a foreign layout inside still fails here
+            self.batches.load_state_dict(state["sampler"])
+            _set_rng_state(state["rng"], self.gen, self.data_gen)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
+            raise GanforgeError(f"{path}: checkpoint fields 'sampler'/'rng' do not hold this "
+                                f"run's data order and random streams ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else ''})") from None
         self.step_count = int(state["step"])
         self.d_steps = int(state.get("d_steps", self.step_count * self.cfg.k_d))
         if "stats" in state and state["stats"].shape == self.stats.shape:

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .files import save_figure, save_image
+
 
 def grid_image(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> Image.Image:
     """(N, C, H, W) floats in [0, 1] -> one PIL image, ``nrow`` images per row."""
@@ -34,10 +36,7 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None,
     img = grid_image(images, nrow)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
+    return save_image(img, path)
 
 
 def save_gif(frames: Sequence[str | Path], path: str | Path,
@@ -47,9 +46,8 @@ def save_gif(frames: Sequence[str | Path], path: str | Path,
         return None
     imgs = [Image.open(f).convert("P", palette=Image.ADAPTIVE) for f in frames]
     durations = [ms_per_frame] * (len(imgs) - 1) + [ms_per_frame * 5]
-    path = Path(path)
-    imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=durations, loop=0)
-    return path
+    return save_image(imgs[0], path, "GIF", save_all=True, append_images=imgs[1:],
+                      duration=durations, loop=0)
 
 
 def subplots(*args: Any, figsize: tuple[float, float] | None = None, dpi: float | None = None,
@@ -78,8 +76,7 @@ def plot_losses(rows: Sequence[dict], path: str | Path, title: str = "") -> Path
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def plot_density_1d(xs: np.ndarray, real_pdf: np.ndarray, fake: np.ndarray, d_of_x: np.ndarray,
@@ -99,5 +96,4 @@ def plot_density_1d(xs: np.ndarray, real_pdf: np.ndarray, fake: np.ndarray, d_of
     ax.set_title(title)
     ax.legend(loc="upper left")
     fig.tight_layout()
-    fig.savefig(path)
-    return Path(path)
+    return save_figure(fig, path)

@@ -10,6 +10,7 @@ import gzip
 import math
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def _read_bytes(path: Path) -> tuple[bytes, bool]:
             # decompressed in place by other tools, keeping the wrong extension.
             try:
                 with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
-                    return gz.read(), True
+                    return _read_declared(gz, path), True
             except EOFError:
                 raise DataError(
                     f"{path}: truncated gzip stream (the file ends in the middle of the "
@@ -60,6 +61,23 @@ def _read_bytes(path: Path) -> tuple[bytes, bool]:
         raise
     except OSError as exc:
         raise DataError(f"{path}: cannot read file ({exc.strerror or _one_line(exc)})") from None
+
+
+def _read_declared(stream: Any, path: Path) -> bytes:
+    """Decompress only as much as the IDX header declares (and one byte more, to tell a
+    file with trailing bytes): a small file that inflates without bound is refused, not
+    read into memory."""
+    head = stream.read(4)
+    if len(head) == 4 and head[:2] == b"\0\0" and head[2] in _IDX_DTYPES \
+            and 1 <= head[3] <= _MAX_NDIM:
+        dims_raw = stream.read(4 * head[3])
+        dims = [int.from_bytes(dims_raw[i:i + 4], "big") for i in range(0, len(dims_raw), 4)]
+        size = math.prod(dims) * np.dtype(_IDX_DTYPES[head[2]]).itemsize
+        from ..budget import require
+
+        require(size, f"{path}: its IDX header's shape {tuple(dims)}")
+        return head + dims_raw + stream.read(size + 1)
+    return head + stream.read(1 << 16)  # not IDX: enough for _parse_idx to say so
 
 
 def _one_line(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import GanforgeError
+from ..files import save_figure
 from .base import Dataset, DrawSampler, Sampler
 from .mixtures2d import Mixture2D, get_mixture
 
@@ -102,10 +103,7 @@ def plot_points_2d(real: np.ndarray, fake: np.ndarray, centres: np.ndarray, path
     ax.grid(alpha=0.2)
     ax.set_title(title)
     fig.legend(loc="lower center", ncol=3, frameon=False, fontsize=9, markerscale=1.5)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return save_figure(fig, path)
 
 
 __all__ = ["Points2D", "plot_limits", "plot_points_2d", "points_2d"]

@@ -21,9 +21,14 @@ are comparable with published ones when computed as ``softmax(logits)`` over all
 ``logits_bias=True`` gives the graph's own softmax input instead.
 
 Weights are not shipped: get pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` and pass
-its path, or set ``$GANFORGE_INCEPTION``. The pickled file is read once with
-``torch.load(weights_only=True)`` (which refuses to run code), checked, and converted to
-``<cache>/inception/fid-inception.safetensors``; later loads read that file.
+its path, or set ``$GANFORGE_INCEPTION``. Only that file is accepted: its sha256 must be
+:data:`WEIGHTS_SHA256` (the ``6726825d`` in its name is the digest's first 8 hex digits, the
+torch.hub convention; the full digest is the one torch-fidelity, which rehosts the same file,
+and other projects pin). The digest is checked before the file is unpickled, and unpickling
+is ``torch.load(weights_only=True)``, which builds tensors and refuses to run code. The state
+dict is then checked and converted to ``<cache>/inception/fid-inception.safetensors``, stamped
+with the source digest; later loads read that file, and a ``.safetensors`` file is accepted
+only with that stamp.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ ENV_VAR = "GANFORGE_INCEPTION"
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                + WEIGHTS_FILE)
+WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
 NUM_CLASSES = 1008
@@ -316,6 +322,20 @@ def _read_pth(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _refuse_digest(path: Path, digest: str) -> GanforgeError:
+    return GanforgeError(f"{path}: not pytorch-fid's {WEIGHTS_FILE} (sha256 {digest[:16]}..., "
+                         f"expected {WEIGHTS_SHA256}); get it from {WEIGHTS_URL}")
+
+
+def _read_conversion(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ganforge conversion of the FID weights; refuses any other file."""
+    tensors, meta = _read_safetensors(path)
+    if meta.get("format") != CONVERTED_FORMAT or meta.get("source_sha256") != WEIGHTS_SHA256:
+        raise GanforgeError(f"{path}: not ganforge's conversion of {WEIGHTS_FILE} (sha256 "
+                            f"{WEIGHTS_SHA256}); pass the .pth itself (from {WEIGHTS_URL})")
+    return tensors
+
+
 def _listed(keys: list[str], limit: int = 3) -> str:
     more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
     return ", ".join(keys[:limit]) + more
@@ -363,9 +383,10 @@ def load_inception_module(weights: str | Path | None = None,
                           logits_bias: bool = False) -> tuple[FIDInceptionV3, Path]:
     """The loaded network and the file its weights came from.
 
-    ``weights``, else ``$GANFORGE_INCEPTION``, else an earlier conversion in the cache; a
-    ``.safetensors`` file is read directly, anything else as a (pickled) PyTorch state dict
-    with ``weights_only=True`` and then converted to :func:`converted_path` once.
+    ``weights``, else ``$GANFORGE_INCEPTION``, else an earlier conversion in the cache. A
+    ``.safetensors`` file must be ganforge's conversion of the FID weights; anything else
+    must be pytorch-fid's file itself (sha256 :data:`WEIGHTS_SHA256`, checked before it is
+    unpickled with ``weights_only=True``), which is converted to :func:`converted_path` once.
     """
     module = FIDInceptionV3(logits_bias=logits_bias)
     given = weights if weights is not None else os.environ.get(ENV_VAR) or None
@@ -373,7 +394,7 @@ def load_inception_module(weights: str | Path | None = None,
         cached = converted_path()
         if not cached.is_file():
             raise _missing_weights_error()
-        _load_strict(module, _read_safetensors(cached)[0], cached)
+        _load_strict(module, _read_conversion(cached), cached)
         return module, cached
 
     path = Path(given).expanduser()
@@ -382,17 +403,19 @@ def load_inception_module(weights: str | Path | None = None,
         raise GanforgeError(f"{path} ({origin}): FID Inception weights file not found; get "
                             f"{WEIGHTS_FILE} from {WEIGHTS_URL}")
     if path.suffix == ".safetensors":
-        _load_strict(module, _read_safetensors(path)[0], path)
+        _load_strict(module, _read_conversion(path), path)
         return module, path
 
     digest = _sha256(path)
+    if digest != WEIGHTS_SHA256:  # before unpickling: no other file gets that far
+        raise _refuse_digest(path, digest)
     cached = converted_path()
     if cached.is_file():
         try:
-            tensors, meta = _read_safetensors(cached)
+            tensors = _read_conversion(cached)
         except GanforgeError:
-            tensors, meta = {}, {}  # a damaged cache is rebuilt from the .pth below
-        if meta.get("format") == CONVERTED_FORMAT and meta.get("source_sha256") == digest:
+            tensors = {}  # a damaged or foreign cache is rebuilt from the .pth below
+        if tensors:
             _load_strict(module, tensors, cached)
             return module, cached
     _load_strict(module, _read_pth(path), path)
@@ -416,6 +439,7 @@ __all__ = [
     "ENV_VAR",
     "FIDInceptionV3",
     "WEIGHTS_FILE",
+    "WEIGHTS_SHA256",
     "WEIGHTS_URL",
     "converted_path",
     "inception_net",

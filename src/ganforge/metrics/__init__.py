@@ -11,14 +11,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ..registry import Registry
-from .fid import fid, frechet_distance, gaussian_stats
+from .fid import fid, fid_eps, frechet_distance, frechet_distance_eps, gaussian_stats
 from .inception_score import inception_score
-from .kid import kid, mmd2_unbiased
+from .kid import kid, kid_subset_size, mmd2_unbiased
 from .modes import count_modes_2d, count_modes_stacked
 from .prdc import (
     coverage,
     density,
     density_coverage,
+    knn_metrics,
     knn_radii,
     prdc,
     precision,
@@ -33,28 +34,29 @@ METRICS.register(
     "feature sets; lower is better"
 )(fid)
 METRICS.register(
-    "kid", "kid(feats_a, feats_b, *, n_subsets=100, subset_size=1000, seed=0) -> (mean, std): "
-    "unbiased MMD^2, cubic polynomial kernel, over random subsets; ~0 when matched"
+    "kid", "kid(feats_a, feats_b, *, n_subsets=100, subset_size=None, seed=0) -> (mean, std): "
+    "unbiased MMD^2, cubic polynomial kernel, over random subsets of min(1000, N // 2); ~0 when "
+    "matched"
 )(kid)
 METRICS.register(
-    "is", "inception_score(probs, *, splits=10, from_logits=False) -> (mean, std): from (N, C) "
-    "class probabilities; 1 to C, higher is better"
+    "is", "inception_score(probs, *, splits=10, from_logits=False, seed=0) -> (mean, std): from "
+    "(N, C) class probabilities, shuffled then split; 1 to C, higher is better"
 )(inception_score)
 METRICS.register(
     "precision", "precision(real, fake, *, k=3, chunk=1024) -> float: share of fake (M, d) "
-    "inside the real (N, d) k-NN balls"
+    "inside the closed real (N, d) k-NN balls"
 )(precision)
 METRICS.register(
     "recall", "recall(real, fake, *, k=3, chunk=1024) -> float: share of real (N, d) inside "
-    "the fake (M, d) k-NN balls"
+    "the closed fake (M, d) k-NN balls"
 )(recall)
 METRICS.register(
-    "density", "density(real, fake, *, k=5, chunk=1024) -> float: real k-NN balls per fake "
-    "sample, over k; ~1 when matched"
+    "density", "density(real, fake, *, k=5, chunk=1024) -> float: open real k-NN balls per "
+    "fake sample, over k; ~1 when matched"
 )(density)
 METRICS.register(
-    "coverage", "coverage(real, fake, *, k=5, chunk=1024) -> float: share of real k-NN balls "
-    "holding a fake sample"
+    "coverage", "coverage(real, fake, *, k=5, chunk=1024) -> float: share of open real k-NN "
+    "balls holding a fake sample"
 )(coverage)
 METRICS.register(
     "modes", "count_modes_2d(samples, mixture, *, strict_share=0.1) -> dict: modes captured, "
@@ -69,10 +71,14 @@ __all__ = [
     "density",
     "density_coverage",
     "fid",
+    "fid_eps",
     "frechet_distance",
+    "frechet_distance_eps",
     "gaussian_stats",
     "inception_score",
     "kid",
+    "kid_subset_size",
+    "knn_metrics",
     "knn_radii",
     "mmd2_unbiased",
     "precision",

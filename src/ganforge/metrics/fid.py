@@ -14,8 +14,8 @@ import scipy.linalg
 
 from ._arrays import as_float64_2d
 
-EPS = 1e-6  # added to both covariances when (S1 S2)^(1/2) cannot be trusted, as TTUR/pytorch-fid
-MAX_IMAG = 1e-3  # larger imaginary parts on the diagonal mean the square root itself failed
+EPS = 1e-6  # added to both covariances when (S1 S2)^(1/2) fails, as in TTUR and pytorch-fid
+MAX_IMAG = 1e-3  # larger imaginary parts on the diagonal mean the square root failed
 
 
 def _rank_warning(x: np.ndarray, what: str, stacklevel: int) -> None:
@@ -46,25 +46,33 @@ def gaussian_stats(feats: Any) -> tuple[np.ndarray, np.ndarray]:
     return _stats(x)
 
 
-def _numerically_singular(m: np.ndarray) -> bool:
-    # the matrix_rank tolerance: only a truly rank-deficient product triggers the eps retry, so
-    # merely ill-conditioned covariances (normal for Inception features) keep the reference value
-    s = np.linalg.svd(m, compute_uv=False)
-    return bool(s[-1] <= s[0] * max(m.shape) * np.finfo(np.float64).eps)
+def _root(m: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """The square root of ``m`` as a real matrix, or None and why it cannot be trusted."""
+    with warnings.catch_warnings():
+        # scipy warns "might be inaccurate" on any singular input (every N <= d covariance);
+        # the checks below decide whether the root is usable, and _rank_warning has said why
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        root = scipy.linalg.sqrtm(m)
+    if not np.isfinite(root).all():
+        return None, "the square root of the covariance product is not finite"
+    if np.iscomplexobj(root):
+        imag = float(np.max(np.abs(np.diagonal(root).imag)))
+        if imag > MAX_IMAG:
+            return None, f"the square root of the covariance product has imaginary part {imag:.3g}"
+        root = root.real
+    return root, ""
 
 
-def _offset_warning(why: str) -> None:
-    warnings.warn(f"FID: {why}; adding {EPS:g} to the covariance diagonals", stacklevel=3)
-
-
-def frechet_distance(
+def frechet_distance_eps(
     mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
-) -> float:
-    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), computed in float64.
+) -> tuple[float, float]:
+    """Fréchet distance and the offset it needed: ``(value, 0.0)`` or ``(value, EPS)``.
 
-    If the product sigma1 @ sigma2 is numerically singular, or its square root comes back
-    non-finite, ``EPS * I`` is added to both covariances (with a warning) and the root retaken.
-    Raises ValueError if the root has an imaginary diagonal part larger than ``MAX_IMAG``.
+    The square root of sigma1 @ sigma2 is taken as it is. Only when it fails (a non-finite
+    result, or an imaginary diagonal part above ``MAX_IMAG``) are ``EPS * I`` added to both
+    covariances and the root retaken, with a warning, as pytorch-fid does on a non-finite
+    root. Ill-conditioned but usable covariances (normal for Inception features) are never
+    offset, so the value is the exact formula's. Raises ValueError if the retry fails too.
     """
     m1 = np.atleast_1d(np.asarray(mu1, dtype=np.float64))
     m2 = np.atleast_1d(np.asarray(mu2, dtype=np.float64))
@@ -77,39 +85,44 @@ def frechet_distance(
             f"sigma2 {s2.shape}"
         )
 
-    prod = s1 @ s2
-    covmean = None
-    if _numerically_singular(prod):
-        _offset_warning("the covariance product is singular")
-    else:
-        covmean = scipy.linalg.sqrtm(prod)
-        if not np.isfinite(covmean).all():
-            _offset_warning("the square root of the covariance product is not finite")
-            covmean = None
+    eps = 0.0
+    covmean, why = _root(s1 @ s2)
     if covmean is None:
+        warnings.warn(f"FID: {why}; adding {EPS:g} to the covariance diagonals", stacklevel=3)
+        eps = EPS
         eye = EPS * np.eye(d)
-        covmean = scipy.linalg.sqrtm((s1 + eye) @ (s2 + eye))
-        if not np.isfinite(covmean).all():
-            raise ValueError("FID: the square root of the covariance product is not finite")
-
-    if np.iscomplexobj(covmean):
-        imag = float(np.max(np.abs(np.diagonal(covmean).imag)))
-        if imag > MAX_IMAG:
-            raise ValueError(f"FID: the matrix square root has imaginary component {imag:.3g}")
-        covmean = covmean.real
+        covmean, why = _root((s1 + eye) @ (s2 + eye))
+        if covmean is None:
+            raise ValueError(f"FID: {why}, even with {EPS:g} added to the diagonals")
 
     diff = m1 - m2
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))
+    value = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))
+    return value, eps
 
 
-def fid(feats_a: Any, feats_b: Any) -> float:
-    """FID between two (N, d) feature sets (numpy or torch); warns if N <= d for either set."""
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
+) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), computed in float64.
+
+    See :func:`frechet_distance_eps` for when ``EPS * I`` is added (and how to learn that it was).
+    """
+    return frechet_distance_eps(mu1, sigma1, mu2, sigma2)[0]
+
+
+def fid_eps(feats_a: Any, feats_b: Any) -> tuple[float, float]:
+    """FID between two (N, d) feature sets and the covariance offset it needed (0.0 or EPS)."""
     a = as_float64_2d(feats_a, "feats_a")
     b = as_float64_2d(feats_b, "feats_b")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"feature dimensions differ: {a.shape[1]} vs {b.shape[1]}")
-    _rank_warning(a, "feats_a", stacklevel=2)
-    _rank_warning(b, "feats_b", stacklevel=2)
+    _rank_warning(a, "feats_a", stacklevel=3)
+    _rank_warning(b, "feats_b", stacklevel=3)
     mu1, s1 = _stats(a)
     mu2, s2 = _stats(b)
-    return frechet_distance(mu1, s1, mu2, s2)
+    return frechet_distance_eps(mu1, s1, mu2, s2)
+
+
+def fid(feats_a: Any, feats_b: Any) -> float:
+    """FID between two (N, d) feature sets (numpy or torch); warns if N <= d for either set."""
+    return fid_eps(feats_a, feats_b)[0]

@@ -29,19 +29,44 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     return float(within - 2.0 * kxy.mean())
 
 
+SUBSET_SIZE = 1000  # Bińkowski et al.'s subset size (and torch-fidelity's, clean-fid's)
+
+
+def kid_subset_size(n_a: int, n_b: int, requested: int | None = None) -> int:
+    """The subset size KID uses for sets of ``n_a`` and ``n_b`` vectors.
+
+    The rule: each subset holds at most half of the smaller set, so that two random subsets
+    differ in at least half their rows and their spread is an error bar. (A subset as large as
+    the set is the same rows every time: the old silent clip to N gave std ~1e-16 at N <= 1000.)
+    ``requested=None`` takes ``min(1000, min(n_a, n_b) // 2)``; a larger explicit request, or
+    sets too small for subsets of 2, raise ValueError naming the rule.
+    """
+    half = min(n_a, n_b) // 2
+    if half < 2:
+        raise ValueError(f"KID needs at least 4 vectors in each set (subsets of at most half "
+                         f"the smaller set, and at least 2), got {n_a} and {n_b}")
+    if requested is None:
+        return min(SUBSET_SIZE, half)
+    if not 2 <= requested <= half:
+        raise ValueError(f"KID subset_size must be between 2 and half the smaller set "
+                         f"({min(n_a, n_b)} // 2 = {half}), got {requested}")
+    return requested
+
+
 def kid(
     feats_a: Any,
     feats_b: Any,
     *,
     n_subsets: int = 100,
-    subset_size: int = 1000,
+    subset_size: int | None = None,
     seed: int = 0,
 ) -> tuple[float, float]:
     """KID (mean, std over subsets) between two (N, d) feature sets, computed in float64.
 
-    Each of ``n_subsets`` draws takes ``subset_size`` vectors without replacement from each set
-    (clipped to the smaller set) and computes the unbiased MMD^2; ``std`` is their spread
-    (ddof=0), not a standard error. ``seed`` makes the subsets reproducible.
+    Each of ``n_subsets`` draws takes m vectors without replacement from each set and computes
+    the unbiased MMD^2; m is :func:`kid_subset_size` (1000, or half the smaller set below 2000
+    vectors). ``std`` is the spread of those estimates (ddof=0): the error of one size-m
+    estimate drawn from these sets, not a standard error of the mean. ``seed`` fixes the draws.
     """
     a = as_float64_2d(feats_a, "feats_a")
     b = as_float64_2d(feats_b, "feats_b")
@@ -49,9 +74,7 @@ def kid(
         raise ValueError(f"feature dimensions differ: {a.shape[1]} vs {b.shape[1]}")
     if n_subsets < 1:
         raise ValueError(f"n_subsets must be >= 1, got {n_subsets}")
-    m = min(subset_size, a.shape[0], b.shape[0])
-    if m < 2:
-        raise ValueError(f"KID needs subsets of at least 2 vectors, got {m}")
+    m = kid_subset_size(a.shape[0], b.shape[0], subset_size)
     rng = np.random.default_rng(seed)
     values = np.empty(n_subsets)
     for i in range(n_subsets):
