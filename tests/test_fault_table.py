@@ -152,7 +152,7 @@ TAMPER = {
     "no step": (_drop("step"), "no 'step' field"),
     "negative step": (_set("step", -5), "field 'step' is not a non-negative integer"),
     "nested 100,000 deep": (_deep, "damaged"),
-    "config with z_dim 10^7": (_huge_z, "does not fit its generator weights|cannot change"),
+    "config with z_dim 10^7": (_huge_z, "generator weights do not fit the model in its config"),
 }
 # what each command needs of a checkpoint: sampling commands need no optimiser or RNG state
 SAMPLING_NEEDS = {"no rng", "no sampler"}

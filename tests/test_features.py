@@ -18,6 +18,7 @@ from conftest import shared_files
 from torch import nn
 
 from ganforge.data.idx import read_idx_pair
+from ganforge.data.mnist import mnist_sample
 from ganforge.errors import DataError, GanforgeError
 from ganforge.features import FEATURES, FeatureNet, get_feature_net, inception
 from ganforge.features.inception import (
@@ -34,6 +35,7 @@ from ganforge.features.lenet import (
     LeNet,
     accuracy,
     classifier_path,
+    hold_out,
     lenet_net,
     load_classifier,
     random_shift,
@@ -432,10 +434,28 @@ def test_missing_classifier_tells_how_to_train_one() -> None:
         load_classifier("cifar10")
 
 
-def test_classifier_needs_its_test_split(tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_classifier_without_data_is_refused(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # MNIST always has the embedded sample (tests/test_classes.py trains on it with a held-out
+    # part); Fashion-MNIST without files has nothing to train or test on
     monkeypatch.delenv("GANFORGE_MIRRORS", raising=False)
-    for name in ("mnist", "fashion-mnist"):
-        with pytest.raises(DataError, match=r"\(test\)"):
-            train_classifier(name, data_dir=str(tmp_path), quiet=True, download=False)
-    assert not classifier_path("mnist").exists()
+    with pytest.raises(DataError, match=r"\(train\)"):
+        train_classifier("fashion-mnist", data_dir=str(tmp_path), quiet=True, download=False)
+    assert not classifier_path("fashion-mnist").exists()
+
+
+def test_hold_out_is_a_fixed_disjoint_fifth() -> None:
+    data = mnist_sample()
+    train, test = hold_out(data)
+    assert (train.images.shape[0], test.images.shape[0]) == (4000, 1000)
+    assert (train.info["split"], test.info["split"]) == ("train", "held-out")
+    # disjoint and together all of it: every image index appears exactly once
+    tags = torch.arange(5000)
+    tagged = type(data)(name="t", shape=data.shape, images=data.images, labels=tags)
+    a, b = hold_out(tagged)
+    assert sorted(torch.cat([a.labels, b.labels]).tolist()) == list(range(5000))
+    assert torch.equal(hold_out(tagged)[1].labels, b.labels)  # the same split every time
+    assert not torch.equal(hold_out(tagged, seed=1)[1].labels, b.labels)
+    # labels travel with their images
+    i = int(b.labels[0])
+    assert torch.equal(b.images[0], data.images[i]) and int(test.labels[0]) == int(data.labels[i])

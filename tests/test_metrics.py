@@ -670,7 +670,7 @@ def test_stacked_mnist_uses_ordered_digit_triples():
 
 def test_registry_lists_every_metric():
     assert set(METRICS.names()) == {
-        "fid", "kid", "is", "precision", "recall", "density", "coverage", "modes"
+        "fid", "kid", "is", "precision", "recall", "density", "coverage", "modes", "classes"
     }
     assert METRICS.get("fid") is fid and METRICS.get("is") is inception_score
     assert METRICS.get("modes") is count_modes_2d

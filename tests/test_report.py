@@ -288,3 +288,26 @@ def test_report_marks_values_that_differ_from_the_preset(runs, tmp_path):
     assert '<span class="changed" title="preset toy-1d: 0.001">0.5</span>' in page
     assert '<span class="changed" title="preset toy-1d: 256">7</span>' in page
     assert marked(page) == {"g_lr", "batch_size", "steps", "sample_every", "log_every"}
+
+
+def test_class_histograms_from_training_and_eval_json(runs, tmp_path):
+    run = tmp_path / "mnist"
+    shutil.copytree(runs[1], run)
+    row = {"step": 20, "n": 100, "classes": 2, "classes_kl": 1.2, "classes_confident": 0.75,
+           "classes_hist": [80, 0, 0, 20, 0, 0, 0, 0, 0, 0], "classes_min_count": 1,
+           "n_classes": 10}
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    (run / "eval.json").write_text(json.dumps({**row, "classes_hist": [10] * 10, "classes": 10}))
+    page = write_report([run]).read_text()
+    table = page[page.index('<table class="classes">'):]
+    table = table[:table.index("</table>")]
+    assert "Classes of the samples" in page and table.count("<tr>") == 3  # head + 2 sources
+    assert "<td>metrics.jsonl</td><td>20</td>" in table and "<td>eval.json</td>" in table
+    # bars scaled to the tallest class of their own histogram: 80 -> 40 px, 20 -> 10 px
+    assert '<div class="bar" style="height:40px"></div>80</td>' in table
+    assert '<div class="bar" style="height:10px"></div>20</td>' in table
+    assert table.count('style="height:40px"></div>10</td>') == 10
+    assert ">classes_min_count<" not in page  # bookkeeping is not charted
+    (run / "eval.json").write_text("{broken")
+    assert write_report([run]).read_text().count("<td>eval.json</td>") == 0

@@ -105,3 +105,16 @@ def test_importing_ganforge_does_not_import_tensorboard():
     src = Path(__file__).resolve().parents[1] / "src"
     subprocess.run([sys.executable, "-c", code], check=True,
                    env={**os.environ, "PYTHONPATH": str(src)})
+
+
+def test_class_histogram_is_a_histogram_with_one_bin_per_class(tmp_path):
+    counts = [5, 0, 30, 1, 0, 0, 0, 0, 4, 60]
+    with tblog.open_logger(tmp_path, "on") as log:
+        log.scalars(300, {"step": 300, "classes": 3, "classes_kl": 0.9, "classes_hist": counts})
+    acc = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"histograms": 0})
+    acc.Reload()
+    assert {"eval/classes", "eval/classes_kl"} <= set(acc.Tags()["scalars"])
+    (event,) = acc.Histograms("eval/classes_hist")
+    h = event.histogram_value
+    assert event.step == 300 and h.num == sum(counts)
+    assert list(h.bucket) == counts and list(h.bucket_limit) == [k + 0.5 for k in range(10)]

@@ -229,9 +229,9 @@ def cmd_classifier_train(args: argparse.Namespace) -> int:
 
     info = train_classifier(args.dataset, data_dir=args.data_dir, epochs=args.epochs,
                             seed=args.seed, device=args.device)
-    print(f"{args.dataset} classifier: test accuracy {100 * info['test_accuracy']:.2f}% "
-          f"(trained on {info['n_train']} {info['train_source']} images); saved to "
-          f"{info['path']}")
+    print(f"{args.dataset} classifier: test accuracy {100 * info['test_accuracy']:.2f}% on "
+          f"{info['n_test']} images ({info['test_source']}), trained on {info['n_train']} "
+          f"{info['train_source']} images; saved to {info['path']}")
     return 0
 
 
@@ -340,8 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
     p.add_argument("--metrics", default="fid,kid,precision,recall",
                    help="comma-separated: fid, kid, is, precision, recall, density, coverage, "
-                   "modes")
-    p.add_argument("--n", type=int, default=10_000, help="samples, real and generated")
+                   "modes, classes")
+    p.add_argument("--n", type=int, default=None,
+                   help="samples, real and generated (default 10,000, or all the real images "
+                   "when there are fewer)")
     p.add_argument("--features", default=None,
                    help="lenet-mnist, lenet-fashion, inception or raw (default: by dataset)")
     p.add_argument("--device", default="auto")

@@ -32,10 +32,12 @@ from .metrics import (
     kid_subset_size,
     knn_metrics,
 )
+from .metrics.classes import class_histogram
 from .priors import PRIORS
 
-LOWER_IS_BETTER = ("fid", "kid", "kl")
+LOWER_IS_BETTER = ("fid", "kid", "kl", "classes_kl")
 DEFAULT_METRICS = ("fid", "kid", "precision", "recall")
+DEFAULT_N = 10_000  # samples per evaluation, unless the real data hold fewer
 
 
 def default_features(cfg) -> str:
@@ -50,6 +52,9 @@ def default_features(cfg) -> str:
 
 
 MODE_DATASETS = ("ring-8", "grid-25", "stacked-mnist")  # what metric 'modes' can count
+# what metric 'classes' can count: labelled grey 28x28 data and the classifier trained on them
+CLASSIFIERS = {"mnist": "lenet-mnist", "mnist-sample": "lenet-mnist",
+               "fashion-mnist": "lenet-fashion"}
 
 
 def check_request(cfg, metrics, features: str | None = None, n: int | None = None) -> str:
@@ -73,6 +78,9 @@ def check_request(cfg, metrics, features: str | None = None, n: int | None = Non
     if "modes" in metrics and cfg.dataset not in MODE_DATASETS:
         raise GanforgeError("metric 'modes' needs a 2-D mixture (ring-8, grid-25) or "
                             f"stacked-mnist, not {cfg.dataset!r}")
+    if "classes" in metrics and cfg.dataset not in CLASSIFIERS:
+        raise GanforgeError(f"metric 'classes' needs labelled 28x28 grey images with a "
+                            f"classifier ({', '.join(CLASSIFIERS)}), not {cfg.dataset!r}")
     rest = [m for m in metrics if m != "modes"]
     if "is" in rest and features == "raw":
         raise GanforgeError("metric 'is' needs a classifier; feature net 'raw' has no class "
@@ -135,6 +143,17 @@ def stacked_modes(images: torch.Tensor, device: torch.device) -> dict[str, Any]:
     return count_modes_stacked(torch.stack(digits, 1).numpy())
 
 
+def class_stats(images: torch.Tensor, cfg, net, device: torch.device) -> dict[str, Any]:
+    """Metric ``classes`` of generated ``images`` under the dataset's classifier (``net`` when
+    that is the one already loaded as the feature network)."""
+    name = CLASSIFIERS[cfg.dataset]
+    if getattr(net, "name", None) != name:
+        from .features import get_feature_net
+
+        net = get_feature_net(name, device=device)
+    return class_histogram(net.logits(images))
+
+
 def real_features(cfg, data: Dataset, net, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Features (and logits) of ``n`` real samples, cached for image datasets."""
     path = None
@@ -186,7 +205,9 @@ def evaluate(G: nn.Module, cfg, data: Dataset,
         else:
             raise GanforgeError("metric 'modes' needs a 2-D mixture (ring-8, grid-25) or "
                                 f"stacked-mnist, not {cfg.dataset!r}")
-    rest = [m for m in metrics if m != "modes"]
+    if "classes" in metrics:
+        out.update(class_stats(fake, cfg, net, device))
+    rest = [m for m in metrics if m not in ("modes", "classes")]
     if not rest:
         return out
     fake_f, fake_l = net.features_and_logits(fake)
@@ -231,12 +252,19 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def evaluate_checkpoint(path: str | Path, metrics: list[str], n: int,
+def default_n(data: Dataset) -> int:
+    """:data:`DEFAULT_N`, or every real image when the data set holds fewer (the 5,000-digit
+    offline sample): real and generated sets are the same size."""
+    held = getattr(data, "images", None)
+    return DEFAULT_N if held is None else min(DEFAULT_N, int(held.shape[0]))
+
+
+def evaluate_checkpoint(path: str | Path, metrics: list[str], n: int | None,
                         features: str | None = None, device: str = "auto",
                         inception_weights: str | None = None,
                         out: str | Path | None = None) -> tuple[dict, Path]:
     """``ganforge eval``: a run folder or checkpoint -> metrics, written to ``out`` (default
-    the run folder's eval.json)."""
+    the run folder's eval.json). ``n`` None: :func:`default_n`."""
     from .budget import require
     from .data import load_dataset
     from .files import atomic_write_json
@@ -245,11 +273,13 @@ def evaluate_checkpoint(path: str | Path, metrics: list[str], n: int,
 
     dev = pick_device(device)
     ckpt = resolve_checkpoint(path)
-    g = load(ckpt, device=dev)
-    if n <= 0:
+    if n is not None and n <= 0:
         raise GanforgeError(f"--n must be positive, got {n}")
-    require(2 * g.sample_bytes(n), f"--n {n} (real and generated samples)", dev)
+    g = load(ckpt, device=dev)
+    if n is not None:
+        require(2 * g.sample_bytes(n), f"--n {n} (real and generated samples)", dev)
     data = load_dataset(g.config).to(dev)
+    n = default_n(data) if n is None else n
     result = {"step": g.step, "checkpoint": str(ckpt), "ema": g.ema,
               **evaluate(g.G, g.config, data, metrics, n, features, dev, g.num_classes,
                          inception_weights=inception_weights)}

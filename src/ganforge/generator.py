@@ -106,12 +106,13 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedGenerat
     sizes = budget.Sizes(cfg, data_shape, num_classes)
     mismatch = budget.shape_mismatch(sizes.G, weights)
     if mismatch:  # a config that does not describe these weights: refuse before allocating
-        raise GanforgeError(f"{ckpt}: its config does not fit its generator weights "
+        raise GanforgeError(f"{ckpt}: generator weights do not fit the model in its config "
                             f"({mismatch})")
     budget.require(sizes.generator_bytes(), f"{ckpt}: its generator (z_dim {cfg.z_dim}, "
                    f"data {list(data_shape)})", device)
     G, _ = MODELS.get(cfg.model)(cfg, data_shape, num_classes)
     checkpoint.load_module_state(G, weights, "generator", ckpt)
+    sizes.g_act, _ = budget.activations(G, None, cfg.z_dim, num_classes)
     gen = TrainedGenerator(G, cfg, step, num_classes, ema).to(device)
     gen.sizes = sizes
     return gen.eval()

@@ -31,7 +31,8 @@ LOSS_KEYS = ("d_loss", "g_loss")
 D_KEYS = ("d_real", "d_fake")
 LABELS = {"d_loss": "D loss", "g_loss": "G loss", "d_real": "D(x)", "d_fake": "D(G(z))",
           "it_s": "iterations / s"}
-NOT_METRICS = {"step", "n", "kid_subset", "fid_eps"}  # bookkeeping in eval rows, not to plot
+# bookkeeping in eval rows, not to plot
+NOT_METRICS = {"step", "n", "kid_subset", "fid_eps", "classes_min_count", "n_classes"}
 STEP_RE = re.compile(r"step-(\d+)")
 RECORD_KEYS = ("data_used",)  # shown as their own table, not as config rows
 
@@ -89,6 +90,7 @@ class RunData:
     warnings: list[dict[str, Any]] = field(default_factory=list)
     frames: list[tuple[int | None, Path]] = field(default_factory=list)
     skipped_lines: int = 0
+    eval_json: dict[str, Any] | None = None  # what `ganforge eval` last wrote (eval.json)
 
 
 def _esc(x: Any) -> str:
@@ -141,7 +143,17 @@ def load_run(path: str | Path) -> RunData:
     run = RunData(dir=d, name=d.resolve().name or str(d), config=config)
     _read_metrics(run, d / "metrics.jsonl")
     run.frames = _frames(d / "samples")
+    run.eval_json = _read_eval_json(d / "eval.json")
     return run
+
+
+def _read_eval_json(path: Path) -> dict[str, Any] | None:
+    # optional and written by another command: a broken one is left out, not an error
+    try:
+        found = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def _read_metrics(run: RunData, path: Path) -> None:
@@ -404,6 +416,45 @@ def _eval_section(runs: list[RunData]) -> str:
                     f'<div class="charts">{_key_charts(runs, "evals", keys)}</div>')
 
 
+def _histograms(run: RunData) -> list[tuple[str, dict[str, Any]]]:
+    """(source, row) for the class histograms of metric ``classes``: the last one logged
+    during training and the one in eval.json."""
+    found = []
+    last = next((r for r in reversed(run.evals) if isinstance(r.get("classes_hist"), list)), None)
+    if last is not None:
+        found.append(("metrics.jsonl", last))
+    if run.eval_json and isinstance(run.eval_json.get("classes_hist"), list):
+        found.append(("eval.json", run.eval_json))
+    return found
+
+
+def _classes_section(runs: list[RunData]) -> str:
+    """Metric ``classes``: one row of bars per histogram, the tallest class full height."""
+    rows = [(r, src, row) for r in runs for src, row in _histograms(r)]
+    if not rows:
+        return ""
+    k = max(len(row["classes_hist"]) for _, _, row in rows)
+    head = ("<th>run</th><th>from</th><th>iteration</th>"
+            + "".join(f"<th>{c}</th>" for c in range(k))
+            + "<th>covered</th><th>KL to uniform</th><th>confident</th>")
+    body = []
+    for r, src, row in rows:
+        counts = [c if _is_num(c) else 0 for c in row["classes_hist"]]
+        top = max(max(counts), 1)
+        cells = "".join(
+            f'<td><div class="bar" style="height:{round(40 * c / top)}px"></div>{_esc(c)}</td>'
+            for c in counts) + "<td></td>" * (k - len(counts))
+        stats = "".join(f"<td>{_esc(_num(row[key])) if _is_num(row.get(key)) else '—'}</td>"
+                        for key in ("classes", "classes_kl", "classes_confident"))
+        body.append(f"<tr><th>{_esc(r.name)}</th><td>{_esc(src)}</td>"
+                    f"<td>{_esc(row.get('step', '—'))}</td>{cells}{stats}</tr>")
+    return _section("Classes of the samples (metric classes)",
+                    f'<table class="classes"><thead><tr>{head}</tr></thead>'
+                    f'<tbody>{"".join(body)}</tbody></table>'
+                    '<p class="note">samples per class under the dataset classifier; '
+                    "confident: share with max softmax &ge; 0.9</p>")
+
+
 def _final(rows: list[dict[str, Any]], key: str) -> tuple[Any, Any] | None:
     """The last numeric value of ``key`` and its step (NaN counts: a diverged run says so)."""
     for r in reversed(rows):
@@ -641,6 +692,8 @@ svg.chart{max-width:100%;height:auto;display:block}
 .controls{display:flex;align-items:center;gap:6px;margin-top:6px}
 .controls button{min-width:34px;padding:3px 8px}.controls .slider{flex:1}
 .frame-label{font-variant-numeric:tabular-nums;color:#444;min-width:130px}
+table.classes td{vertical-align:bottom;text-align:center;font-variant-numeric:tabular-nums}
+table.classes .bar{width:14px;margin:0 auto 2px;background:#1f77b4}
 h3.warn{color:#b02a1b}table.warnings td:first-child{font-variant-numeric:tabular-nums}
 """
 
@@ -702,7 +755,8 @@ def render(runs: list[RunData]) -> str:
             + _esc(", ".join(str(r.dir) for r in runs))
             + f" &middot; written {_esc(stamp)} by ganforge {_esc(__version__)}</p>"
             + legend + "</header>",
-            _summary_section(runs), _curves_section(runs), _eval_section(runs)]
+            _summary_section(runs), _curves_section(runs), _eval_section(runs),
+            _classes_section(runs)]
     body += [_run_section(r, i, several) for i, r in enumerate(runs)]
     body += [_config_section(runs), _data_section(runs)]
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

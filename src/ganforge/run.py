@@ -19,7 +19,13 @@ import torch
 
 from .config import Config
 from .errors import GanforgeError
-from .files import append_line, atomic_write_json, fsync_file, is_partial_write
+from .files import (
+    append_line,
+    atomic_write_json,
+    fsync_file,
+    is_partial_write,
+    remove_partial_writes,
+)
 
 RUN_FORMAT = "ganforge-run-1"  # config.json's marker: this folder is a ganforge run
 SWEEP_FORMAT = "ganforge-sweep-1"  # sweep.json's marker
@@ -157,8 +163,10 @@ def claim(out: Path, overwrite: bool) -> Claim:
     try:
         entries = [p for p in out.iterdir() if p.name != LOCK_NAME
                    and not is_partial_write(p)] if out.is_dir() else []
-        if not entries:
-            return Claim(out, lock or RunLock(out))
+        if not entries:  # empty, or only what killed writes of a first attempt left
+            claimed = Claim(out, lock or RunLock(out))
+            remove_partial_writes(out)
+            return claimed
         if not overwrite:
             raise GanforgeError(f"--out {out}: folder is not empty; pass --overwrite to replace "
                                 "its run, or choose another --out")

@@ -95,11 +95,9 @@ class Session:
         self.world, device_name = distributed.init(cfg.device, cfg.dist_timeout)
         device = pick_device(device_name)
         self.data = load_dataset(cfg)
-        sizes = budget.Sizes(cfg, tuple(self.data.shape),
-                             self.data.num_classes if cfg.conditional else 0)
-        budget.require(sizes.training_bytes(cfg) / self.world.size,
-                       f"this run (batch_size {cfg.batch_size}, n_samples {cfg.n_samples}, "
-                       f"data {list(self.data.shape)}, z_dim {cfg.z_dim})", device)
+        budget.check_training(cfg, tuple(self.data.shape),
+                              self.data.num_classes if cfg.conditional else 0, device,
+                              self.world.size)
         self.data_used = {**self.data.info, "device": str(device), "processes": self.world.size,
                           "machine": machine_info(device)}
         if self.data.name != cfg.dataset:  # mnist fell back to the offline sample: record it
@@ -358,8 +356,9 @@ class Session:
         result = evaluate(trainer.sampling_G, cfg, self.data, cfg.metrics, cfg.eval_n,
                           cfg.features, trainer.device, trainer.num_classes, seed=cfg.seed,
                           net=self.features)
+        # lists: the class histogram of metric 'classes'
         row = {"step": trainer.step_count, **{k: v for k, v in result.items()
-                                              if isinstance(v, int | float)}}
+                                              if isinstance(v, int | float | list)}}
         run.log(row)
         if self.tb is not None:
             self.tb.scalars(trainer.step_count, row)

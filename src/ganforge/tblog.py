@@ -34,7 +34,9 @@ EVAL_KEYS = frozenset({
     "fid", "fid_eps", "kid", "kid_std", "kid_subset", "is", "is_std", "precision", "recall",
     "density", "coverage",
     "modes", "modes_strict", "strict_min_count", "high_quality", "kl", "n_modes", "n",
+    "classes", "classes_kl", "classes_confident", "classes_hist", "classes_min_count", "n_classes",
 })
+HISTOGRAMS = frozenset({"classes_hist"})  # per-class counts: a TensorBoard histogram
 SKIP = frozenset({"step"})
 
 
@@ -70,11 +72,26 @@ class TensorBoardLogger:
         self.writer = SummaryWriter(str(self.log_dir), purge_step=purge_step)
 
     def scalars(self, step: int, row: dict[str, Any]) -> None:
-        """Every numeric value of a log row (train, eval or warning row); the rest is skipped."""
+        """Every numeric value of a log row (train, eval or warning row), and the class
+        histogram of metric ``classes``; the rest is skipped."""
         for key, value in row.items():
+            if key in HISTOGRAMS and isinstance(value, list):
+                self.counts(step, tag_for(key), value)
             if key in SKIP or isinstance(value, bool) or not isinstance(value, numbers.Real):
                 continue
             self.writer.add_scalar(tag_for(key), float(value), global_step=step)
+
+    def counts(self, step: int, tag: str, counts: list[int]) -> None:
+        """A histogram with one bin per class from per-class ``counts`` (bin k: class k)."""
+        c = np.asarray(counts, dtype=np.float64)
+        edges = np.arange(c.size + 1, dtype=np.float64) - 0.5
+        centres = np.arange(c.size, dtype=np.float64)
+        total = c.sum()
+        # add_histogram_raw: the counts are the histogram already; no samples to rebuild
+        self.writer.add_histogram_raw(
+            tag, min=0.0, max=float(c.size - 1), num=float(total),
+            sum=float((c * centres).sum()), sum_squares=float((c * centres ** 2).sum()),
+            bucket_limits=edges[1:].tolist(), bucket_counts=c.tolist(), global_step=step)
 
     def image(self, step: int, tag: str, image: str | Path | np.ndarray | torch.Tensor) -> None:
         """An image: a PNG (or any PIL-readable) path, or a HW, HWC or CHW array or tensor,

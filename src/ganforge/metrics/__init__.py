@@ -2,7 +2,8 @@
 
 Each entry is a plain function. Feature-based metrics (fid, kid, precision, recall, density,
 coverage) take two (N, d) arrays or tensors of features from the same embedding; ``is`` takes
-class probabilities; ``modes`` takes 2-D samples and a mixture name.
+class probabilities; ``modes`` takes 2-D samples and a mixture name; ``classes`` takes
+the dataset classifier's logits.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..registry import Registry
+from .classes import class_histogram
 from .fid import fid, fid_eps, frechet_distance, frechet_distance_eps, gaussian_stats
 from .inception_score import inception_score
 from .kid import kid, kid_subset_size, mmd2_unbiased
@@ -62,9 +64,15 @@ METRICS.register(
     "modes", "count_modes_2d(samples, mixture, *, strict_share=0.1) -> dict: modes captured, "
     "high-quality share and KL for (N, 2) samples of a 2-D mixture (ring-8, grid-25)"
 )(count_modes_2d)
+METRICS.register(
+    "classes", "class_histogram(logits, *, confidence=0.9, min_share=0.1) -> dict: classes "
+    "covered, KL to uniform, share classified with max softmax >= 0.9 and the histogram, from "
+    "the dataset classifier's (N, K) logits of generated samples (mnist, fashion-mnist)"
+)(class_histogram)
 
 __all__ = [
     "METRICS",
+    "class_histogram",
     "count_modes_2d",
     "count_modes_stacked",
     "coverage",

@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -34,7 +35,33 @@ def maybe_sn(module: M, on: bool) -> M:
     divides it by a power-iteration estimate of its largest singular value on every access;
     the estimate is refined once per forward pass in train mode (SN-GAN's one iteration).
     """
-    return spectral_norm(module) if on else module
+    return spectral_norm(module) if on and not _SHAPES_ONLY[0] else module
+
+
+# Set while ganforge.budget builds models on the meta device to count their parameters: SN's
+# power iteration there would load torch's compiler stack (seconds) for two small vectors.
+_SHAPES_ONLY = [False]
+
+
+@contextlib.contextmanager
+def shapes_only() -> Iterator[None]:
+    """Build models for their shapes alone: without spectral norm's parametrisation, and with
+    torch's initialisers as no-ops (on the meta device they too load the compiler stack)."""
+    inits = {name: fn for name, fn in vars(nn.init).items()
+             if name.endswith("_") and not name.startswith("_") and callable(fn)}
+    _SHAPES_ONLY[0] = True
+    for name in inits:
+        setattr(nn.init, name, _unchanged)
+    try:
+        yield
+    finally:
+        _SHAPES_ONLY[0] = False
+        for name, fn in inits.items():
+            setattr(nn.init, name, fn)
+
+
+def _unchanged(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return tensor
 
 
 class ConditionalBatchNorm2d(nn.Module):
