@@ -74,12 +74,18 @@ def test_one_run_report_holds_everything_inline(runs):
     cfg = json.loads((toy / "config.json").read_text())
     for key in ("preset", "dataset", "z_dim", "g_lr", "steps", "batch_size", "objective"):
         value = cfg[key] if isinstance(cfg[key], str) else json.dumps(cfg[key])
-        assert f"<th>{key}</th><td>{html.escape(value)}</td>" in page, key
+        # a value the run changed from its preset is marked, the rest shown plain
+        assert re.search(rf'<th>{key}</th><td>(<span class="changed"[^>]*>)?'
+                         rf"{re.escape(html.escape(value))}(</span>)?", page), key
 
     frames = frames_of(page)
     assert [f["step"] for f in frames] == [0, 10, 20, 30, 40, 50, 60]
     assert all(f["src"].startswith("data:image/png;base64,") for f in frames)
-    assert "Final samples (iteration 60)" in page
+    assert "Samples (iteration 60, the last snapshot of 7)" in page
+    # the player opens on the last snapshot: its picture, slider and label
+    player = page[page.index('<figure class="player"'):page.index('<script type="application')]
+    assert f'src="{frames[-1]["src"]}"' in player and 'value="6"' in player
+    assert "iteration 60 (7/7)" in player and frames[0]["src"] not in player
 
     for title in ("Losses", "Discriminator outputs", "Evaluation metrics", "grad_norm_d"):
         assert title in page
@@ -105,7 +111,7 @@ def test_player_keeps_at_most_max_frames_and_always_the_last(runs, tmp_path):
     page = write_report([run], tmp_path / "long.html").read_text()
     steps = [f["step"] for f in frames_of(page)]
     assert len(steps) == MAX_FRAMES and steps[0] == 0 and steps[-1] == 4560
-    assert f"(1/{MAX_FRAMES})" in page
+    assert f"iteration 4560 ({MAX_FRAMES}/{MAX_FRAMES})" in page
 
 
 def test_several_runs_are_overlaid_and_compared(runs, tmp_path, monkeypatch):
@@ -194,6 +200,9 @@ def test_report_renders_in_headless_chromium(runs, tmp_path):
 
             player = page.locator(".player").first
             label, frame = player.locator(".frame-label"), player.locator("img.frame")
+            assert label.inner_text() == "iteration 60 (7/7)"  # opens on the last
+            assert frame.get_attribute("src") == frames_of(report.read_text())[-1]["src"]
+            player.locator("button.next").click()  # wraps round to the first
             assert label.inner_text() == "iteration 0 (1/7)"
             src0 = frame.get_attribute("src")
             player.locator("button.next").click()
@@ -212,6 +221,10 @@ def test_report_renders_in_headless_chromium(runs, tmp_path):
             page.locator(".only-diff").check()
             assert 0 < visible.count() < n_all
             page.locator(".only-diff").uncheck()
+            assert visible.count() == n_all
+            page.locator(".show-unused").check()  # fields without effect: hidden until asked
+            assert visible.count() > n_all
+            assert page.locator("table.data-used tbody tr:visible").count() >= 5
 
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot), full_page=True)
@@ -223,6 +236,58 @@ def test_report_renders_in_headless_chromium(runs, tmp_path):
     im = Image.open(shot).convert("RGB")
     assert im.width == 1280 and im.height > 2000
     assert len(np.unique(np.asarray(im).reshape(-1, 3), axis=0)) > 100  # not a blank page
+
+
+def marked(page: str) -> set[str]:
+    return set(re.findall(r'<th>([a-z_0-9]+)</th><td><span class="changed"', page))
+
+
+def test_config_json_records_machine_and_wall_clock(runs):
+    import platform
+
+    import torch
+
+    used = json.loads((runs[0] / "config.json").read_text())["data_used"]
+    assert used["machine"]["torch"] == torch.__version__
+    assert used["machine"]["python"] == platform.python_version()
+    assert used["machine"]["cpu"] and used["machine"]["cpu_count"] >= 1
+    assert 0 < used["wall_clock_s"] < 600 and used["ended"]
+
+
+def test_report_shows_data_used_time_machine_and_what_matters(runs, tmp_path):
+    toy, img = runs
+    page = write_report([toy], tmp_path / "one.html").read_text()
+    used = json.loads((toy / "config.json").read_text())["data_used"]
+    data = page[page.index("<h2>Data and machine</h2>"):]
+    assert f"<th>machine.cpu</th><td>{html.escape(used['machine']['cpu'])}</td>" in data
+    assert f"<th>dataset</th><td>{used['dataset']}</td>" in data
+    assert "<th>device</th><td>cpu</td>" in data
+    summary = page[page.index('<table class="summary">'):page.index("<h2>Training curves")]
+    assert "<th>wall-clock time</th>" in summary and f"torch {used['machine']['torch']}" in summary
+    assert '"data_used"' not in page and "<th>data_used</th>" not in page  # a table, not JSON
+    # fields that do nothing in this run (toy-1d: minimax, no eval, no rollback) are hidden
+    config = page[page.index("<h2>Configuration</h2>"):page.index("<h2>Data and machine")]
+    for key in ("gp_lambda", "clip", "began_gamma", "image_size", "eval_n", "max_rollbacks"):
+        assert f'<tr data-unused="1"><th>{key}</th>' in config, key
+    for key in ("toy_means", "toy_stds", "objective", "g_lr", "steps"):
+        assert f"<tr><th>{key}</th>" in config, key
+    # the fixture trained toy-1d with steps=60, sample_every=10, log_every=10
+    assert marked(config) == {"steps", "sample_every", "log_every"}
+    assert "3 value(s) differ from the preset" in config
+    mnist = write_report([img], tmp_path / "img.html").read_text()
+    assert '<tr data-unused="1"><th>toy_means</th>' in mnist
+
+
+def test_report_marks_values_that_differ_from_the_preset(runs, tmp_path):
+    run = tmp_path / "edited"
+    shutil.copytree(runs[0], run)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg.update(g_lr=0.5, batch_size=7)  # toy-1d sets 1e-3 and 256
+    (run / "config.json").write_text(json.dumps(cfg))
+    page = write_report([run]).read_text()
+    assert '<span class="changed" title="preset toy-1d: 0.001">0.5</span>' in page
+    assert '<span class="changed" title="preset toy-1d: 256">7</span>' in page
+    assert marked(page) == {"g_lr", "batch_size", "steps", "sample_every", "log_every"}
 
 
 def test_class_histograms_from_training_and_eval_json(runs, tmp_path):

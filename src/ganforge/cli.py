@@ -8,9 +8,10 @@ import io
 import json
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .errors import GanforgeError
 
@@ -45,6 +46,7 @@ def _add_train(sub: argparse._SubParsersAction, name: str = "train") -> argparse
         if name in ("metrics", "keep_best"):
             metavar = "fid,kid,..." if name == "metrics" else "METRIC"
         p.add_argument(flag, dest=name, type=kind, default=None, metavar=metavar)
+    p.field_help = True  # named flags and the field listing: filled in when help is printed
     p.add_argument("--config", metavar="FILE", help="TOML or JSON file of config fields")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="set any config field (repeatable), e.g. --set g_lr=2e-4")
@@ -63,6 +65,7 @@ def _add_train(sub: argparse._SubParsersAction, name: str = "train") -> argparse
         p.add_argument("--nproc", type=int, default=None, metavar="N",
                        help="train with N data-parallel processes on this machine (starts "
                        "torchrun; --batch-size is the global batch)")
+    _add_offline(p)
     p.set_defaults(func=cmd_train)
     return p
 
@@ -208,7 +211,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     metrics = coerce("metrics", args.metrics, from_text=True)
     result, out = evaluate_checkpoint(args.path, metrics, args.n, args.features, args.device,
-                                      args.inception_weights)
+                                      args.inception_weights, args.out)
     print(format_table(result))
     print(f"wrote {out}")
     return 0
@@ -254,8 +257,27 @@ class _Parser(argparse.ArgumentParser):
     """argparse's mistakes (a missing value, ``--steps ten``) as ganforge reports every bad
     input: one line on stderr, exit code 2."""
 
+    field_help = False  # train/sweep: document the config fields from config.py
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"ganforge: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+    def format_help(self) -> str:
+        if not self.field_help:
+            return super().format_help()
+        # built only when asked for: the registries (choices) import the models and data
+        from .fielddocs import field_docs, field_listing, flag_help
+
+        for action in self._actions:
+            if action.dest in field_docs() and action.help is None:
+                action.help = flag_help(action.dest)
+        return super().format_help() + "\n" + field_listing()
+
+
+def _add_offline(p: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:
+    # SUPPRESS on the subcommands: their default must not undo `ganforge --offline train`
+    p.add_argument("--offline", action="store_true", default=default,
+                   help="never try to download data (also GANFORGE_OFFLINE=1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="ganforge", description="Train and use GANs.")
     parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
+    _add_offline(parser, default=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
     p = _add_train(sub, "sweep")
@@ -270,7 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
                    help="values to cycle through: lr, g_lr, d_lr or seed (repeatable)")
     p.set_defaults(func=cmd_sweep)
-    p = sub.add_parser("sample", help="draw samples from a trained generator")
+    p = sub.add_parser("sample", help="draw samples from a trained generator",
+                       description="Draw --n samples from a run's generator (the EMA one when "
+                       "the run has it): an image grid .png, a histogram for 1-D toys, or the "
+                       "raw array with --npy.")
     p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--out", default="samples.png", help="output .png (or .npy with --npy)")
@@ -307,7 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=2,
                    help="example batch size traced (default 2; the batch stays dynamic)")
     p.set_defaults(func=cmd_export)
-    p = sub.add_parser("eval", help="evaluate a trained generator (FID, KID, IS, P/R, modes)")
+    p = sub.add_parser("eval", help="evaluate a trained generator (FID, KID, IS, P/R, modes)",
+                       description="Compare --n generated samples with --n real ones in a "
+                       "feature space and print the metrics; they are also written as JSON to "
+                       "--out (default RUN_DIR/eval.json).")
     p.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT")
     p.add_argument("--metrics", default="fid,kid,precision,recall",
                    help="comma-separated: fid, kid, is, precision, recall, density, coverage, "
@@ -320,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--inception-weights", default=None, metavar="PATH",
                    help="FID Inception weights (.pth or .safetensors); or $GANFORGE_INCEPTION")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="write the metrics as JSON here (default RUN_DIR/eval.json)")
+    _add_offline(p)
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("report", help="one self-contained HTML page about one or more runs",
                        description="Write report.html: config, loss and metric curves, "
@@ -330,18 +362,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output .html (default RUN_DIR/report.html for one run, "
                    "./report.html for several)")
     p.set_defaults(func=cmd_report)
-    p = sub.add_parser("classifier", help="the evaluation classifiers (LeNet)")
+    p = sub.add_parser("classifier", help="the evaluation classifiers (LeNet)",
+                       description="The LeNet classifiers whose features the MNIST-like "
+                       "datasets are evaluated in (lenet-mnist, lenet-fashion).")
     csub = p.add_subparsers(dest="classifier_command", metavar="COMMAND")
-    c = csub.add_parser("train", help="train and cache lenet-mnist / lenet-fashion")
+    c = csub.add_parser("train", help="train and cache lenet-mnist / lenet-fashion",
+                        description="Train the dataset's LeNet on its training split, report "
+                        "its test accuracy and cache it for eval.")
     c.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     c.add_argument("--data-dir", default=None)
     c.add_argument("--epochs", type=int, default=None)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--device", default="cpu")
+    _add_offline(c)
     c.set_defaults(func=cmd_classifier_train)
-    sub.add_parser("presets", help="list presets").set_defaults(func=cmd_presets)
-    sub.add_parser("datasets", help="list datasets").set_defaults(func=cmd_datasets)
+    sub.add_parser("presets", help="list presets", description="List the presets (named "
+                   "starting configurations) with what each sets.").set_defaults(func=cmd_presets)
+    sub.add_parser("datasets", help="list datasets", description="List the datasets --dataset "
+                   "takes, with where each comes from.").set_defaults(func=cmd_datasets)
     return parser
+
+
+def _one_line_warning(default: Callable[..., None]) -> Callable[..., None]:
+    """ganforge's own warnings (e.g. FID from fewer samples than feature dimensions) as one
+    ``ganforge: warning: ...`` line each, said once, like its errors; not Python's
+    file:line display with a source line. Warnings raised elsewhere keep that display."""
+    package = str(Path(__file__).resolve().parent)
+    seen: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if not str(Path(filename).resolve()).startswith(package):
+            default(message, category, filename, lineno, file, line)
+            return
+        text = " ".join(str(message).split())
+        if text not in seen:
+            seen.add(text)
+            print(f"ganforge: warning: {text}", file=file or sys.stderr)
+
+    return show
 
 
 def _say_error(message: str) -> None:
@@ -362,8 +421,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.offline:  # the environment carries it to torchrun's processes too
+        from .data.download import OFFLINE_ENV
+
+        os.environ[OFFLINE_ENV] = "1"
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # restores Python's own display afterwards
+            warnings.showwarning = _one_line_warning(warnings.showwarning)
+            return args.func(args)
     except GanforgeError as e:
         _say_error(str(e))
         return 2

@@ -25,30 +25,30 @@ else:  # pragma: no cover
 
 @dataclass
 class Config:
-    preset: str = "mlp-mnist"
+    preset: str = "mlp-mnist"  # named starting configuration; the other fields override it
     # data
-    dataset: str = "mnist"
-    data_dir: str | None = None
+    dataset: str = "mnist"  # training data (see `ganforge datasets`)
+    data_dir: str | None = None  # data folder (default: $GANFORGE_DATA, then the cache)
     split: str = "train"  # train | test | all (for datasets with splits)
-    toy_means: list[float] = field(default_factory=lambda: [4.0])
-    toy_stds: list[float] = field(default_factory=lambda: [0.5])
+    toy_means: list[float] = field(default_factory=lambda: [4.0])  # toy-1d: mixture means
+    toy_stds: list[float] = field(default_factory=lambda: [0.5])  # toy-1d: mixture stds
     toy_weights: list[float] | None = None  # mixture weights; None = equal
     image_size: int = 32  # image-folder: square side after resize + centre crop
     channels: int = 3  # image-folder: 1 (grey) or 3 (RGB)
     strict: bool = False  # image-folder: fail on an unreadable file instead of skipping it
     # model
-    model: str = "mlp"
-    z_dim: int = 100
-    g_hidden: int = 128
-    d_hidden: int = 128
-    init: str = "he-normal"
-    prior: str = "uniform"
+    model: str = "mlp"  # G and D architecture
+    z_dim: int = 100  # latent (noise) dimension
+    g_hidden: int = 128  # G's hidden width (MLP units; DCGAN/ResNet base channels)
+    d_hidden: int = 128  # D's hidden width (MLP units; DCGAN/ResNet base channels)
+    init: str = "he-normal"  # weight initialisation
+    prior: str = "uniform"  # latent distribution of z
     conditional: bool = False  # labels into G and D (class-conditional GAN)
     cond_mode: str = "concat"  # how G takes the label: concat (embedding) | cbn (cond. BN)
     spectral_norm: bool = False  # spectral normalisation of D's layers
     d_batchnorm: bool = True  # dcgan: BatchNorm in D (off for WGAN-GP, implied off with SN)
     # objective and optimisation
-    objective: str = "nonsaturating"
+    objective: str = "nonsaturating"  # GAN loss (D's and G's objectives)
     optimizer: str = "adam"  # adam | rmsprop (WGAN's choice)
     clip: float = 0.01  # wasserstein: critic weight clipping
     gp_lambda: float = 10.0  # wgan-gp: gradient penalty weight
@@ -63,15 +63,17 @@ class Config:
     unroll_steps: int = 0  # unrolled GAN: G's loss through this many extra D steps (0 = off)
     diffaugment: str = ""  # DiffAugment policies on D's images, e.g. "translation,cutout,color"
     ema: float = 0.0  # generator EMA half-life in iterations (0 = off); used for samples
-    batch_size: int = 128
+    batch_size: int = 128  # real (and generated) samples per D step
     steps: int = 20_000  # iterations; one iteration = k_d D steps + k_g G steps
-    k_d: int = 1
-    k_g: int = 1
-    g_lr: float = 1e-3
-    d_lr: float = 1e-3
+    k_d: int = 1  # D steps per iteration
+    k_g: int = 1  # G steps per iteration
+    g_lr: float = 1e-3  # G's learning rate
+    d_lr: float = 1e-3  # D's learning rate
+    #: G's Adam betas (beta1, beta2)
     g_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    #: D's Adam betas (beta1, beta2)
     d_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    seed: int = 0
+    seed: int = 0  # random seed (weights, noise, data order)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # speed (see benchmarks/speed.py); none of these changes the algorithm
     cuda_graphs: str = "auto"  # auto | on | off: replay the whole iteration as one CUDA graph
@@ -81,18 +83,22 @@ class Config:
     backward: str = "auto"  # auto | autograd | manual: MLP gradients by hand (auto: on CPUs)
     tf32: bool = False  # TensorFloat-32 matmuls/convolutions on GPUs (faster, ~10-bit mantissa)
     # outputs
-    out: str | None = None
-    log_every: int = 100
-    sample_every: int = 1000
-    ckpt_every: int = 5000
+    out: str | None = None  # run folder (default runs/PRESET-TIMESTAMP)
+    log_every: int = 100  # iterations between log rows (metrics.jsonl, console, trackers)
+    sample_every: int = 1000  # iterations between sample grids (samples/)
+    ckpt_every: int = 5000  # iterations between checkpoints/latest.safetensors
     n_samples: int = 64  # images in each sample grid (fixed noise)
     # evaluation during training (see `ganforge eval`)
     eval_every: int = 0  # iterations between evaluations (0 = off)
+    #: metrics of --eval-every (comma-separated)
     metrics: list[str] = field(default_factory=lambda: ["fid", "kid", "precision", "recall"])
     eval_n: int = 10_000  # samples per evaluation (real and generated)
     features: str | None = None  # feature network; None = the data's default (lenet-mnist...)
     keep_best: str | None = None  # keep checkpoints/best.safetensors by this metric
     tensorboard: str = "auto"  # auto (on when installed) | on | off: RUN/tensorboard/
+    mlflow: str = "off"  # on | off: params, metrics and artifacts to MLflow (ganforge[mlflow])
+    mlflow_uri: str | None = None  # MLflow tracking URI or server; None = ./mlruns (a file store)
+    mlflow_experiment: str = "ganforge"  # MLflow experiment the run is logged under
     # faults and scale-out
     on_nan: str = "stop"  # stop | rollback: what a non-finite loss or weight does
     nan_lr_factor: float = 0.5  # rollback: both learning rates are multiplied by this
@@ -228,7 +234,7 @@ def _coerce_in_file(path: Path, key: str, value: Any) -> Any:
 
 def parse_set(items: list[str]) -> dict[str, Any]:
     """``--set key=value`` pairs, typed by the field they name."""
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {}  # run folder (default runs/PRESET-TIMESTAMP)
     for item in items:
         if "=" not in item:
             raise GanforgeError(f"--set {item!r}: expected key=value")
@@ -289,7 +295,8 @@ def validate(cfg: Config) -> Config:
         METRICS.get(m)
     if cfg.eval_every or cfg.features is not None:  # --eval-every: refuse now, not mid-run
         check_request(cfg, cfg.metrics if cfg.eval_every else [], cfg.features)
-    for name, allowed in (("on_nan", ("stop", "rollback")), ("tensorboard", ("auto", "on", "off"))):
+    for name, allowed in (("on_nan", ("stop", "rollback")), ("tensorboard", ("auto", "on", "off")),
+                          ("mlflow", ("on", "off"))):
         if getattr(cfg, name) not in allowed:
             raise GanforgeError(f"--{name.replace('_', '-')}: expected {' or '.join(allowed)}, "
                                 f"got {getattr(cfg, name)!r}")

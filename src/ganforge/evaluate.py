@@ -261,9 +261,10 @@ def default_n(data: Dataset) -> int:
 
 def evaluate_checkpoint(path: str | Path, metrics: list[str], n: int | None,
                         features: str | None = None, device: str = "auto",
-                        inception_weights: str | None = None) -> tuple[dict, Path]:
-    """``ganforge eval``: a run folder or checkpoint -> metrics, written to eval.json.
-    ``n`` None: :func:`default_n`."""
+                        inception_weights: str | None = None,
+                        out: str | Path | None = None) -> tuple[dict, Path]:
+    """``ganforge eval``: a run folder or checkpoint -> metrics, written to ``out`` (default
+    the run folder's eval.json). ``n`` None: :func:`default_n`."""
     from .budget import require
     from .data import load_dataset
     from .files import atomic_write_json
@@ -282,7 +283,10 @@ def evaluate_checkpoint(path: str | Path, metrics: list[str], n: int | None,
     result = {"step": g.step, "checkpoint": str(ckpt), "ema": g.ema,
               **evaluate(g.G, g.config, data, metrics, n, features, dev, g.num_classes,
                          inception_weights=inception_weights)}
+
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-    out = run_dir / "eval.json"
-    atomic_write_json(out, result)
-    return result, out
+    dest = Path(out) if out is not None else run_dir / "eval.json"
+    if dest.is_dir():
+        raise GanforgeError(f"--out {dest}: is a folder; expected a file such as eval.json")
+    atomic_write_json(dest, result)
+    return result, dest

@@ -47,7 +47,9 @@ class TrainedGenerator(nn.Module):
         z = PRIORS.get(self.config.prior)(n, self.z_dim, gen)
         if not self.num_classes:
             if label is not None:
-                raise GanforgeError("this generator is not conditional: it takes no class")
+                raise GanforgeError("--class: this generator is not conditional (its run was "
+                                    "trained without conditional=true): it takes no class; "
+                                    "drop --class")
             return self.G(z)
         if label is None:
             y = torch.randint(self.num_classes, (n,), generator=gen, device=device)

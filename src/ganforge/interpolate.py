@@ -86,7 +86,8 @@ def row_labels(g: TrainedGenerator, n: int, label: int | None) -> torch.Tensor |
     """A class per walk: row i gets class i % num_classes, or ``label`` for every row."""
     if not g.num_classes:
         if label is not None:
-            raise GanforgeError("--class: this generator is not conditional: it takes no class")
+            raise GanforgeError("--class: this generator is not conditional (its run was trained "
+                                "without conditional=true): it takes no class; drop --class")
         return None
     if label is None:
         return torch.arange(n) % g.num_classes

@@ -13,7 +13,7 @@ import html
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,48 @@ LABELS = {"d_loss": "D loss", "g_loss": "G loss", "d_real": "D(x)", "d_fake": "D
 # bookkeeping in eval rows, not to plot
 NOT_METRICS = {"step", "n", "kid_subset", "fid_eps", "classes_min_count", "n_classes"}
 STEP_RE = re.compile(r"step-(\d+)")
+RECORD_KEYS = ("data_used",)  # shown as their own table, not as config rows
+
+
+def _c(key: str, *values: Any) -> Callable[[dict[str, Any]], bool]:
+    return lambda cfg: cfg.get(key) in values
+
+
+# Config fields that matter only in some runs, and when they do; every other field always
+# matters. The report shows a run's fields that matter and hides the rest behind a checkbox.
+MATTERS_WHEN: dict[str, Callable[[dict[str, Any]], bool]] = {
+    **dict.fromkeys(("toy_means", "toy_stds", "toy_weights"), _c("dataset", "gaussian-1d")),
+    **dict.fromkeys(("image_size", "channels", "strict"), _c("dataset", "image-folder")),
+    "cond_mode": _c("conditional", True),
+    "d_batchnorm": _c("model", "dcgan"),
+    "channels_last": _c("model", "dcgan", "resnet"),
+    "clip": _c("objective", "wasserstein"),
+    "gp_lambda": _c("objective", "wgan-gp"),
+    **dict.fromkeys(("began_gamma", "began_lambda_k"), _c("objective", "began")),
+    "reg_interval": lambda cfg: bool(cfg.get("r1_gamma") or cfg.get("r2_gamma")),
+    **dict.fromkeys(("metrics", "eval_n", "features", "keep_best"),
+                    lambda cfg: bool(cfg.get("eval_every"))),
+    **dict.fromkeys(("nan_lr_factor", "max_rollbacks"), _c("on_nan", "rollback")),
+    **dict.fromkeys(("sync_bn", "dist_timeout"),
+                    lambda cfg: (cfg.get("data_used") or {}).get("processes", 1) > 1),
+    **dict.fromkeys(("mlflow_uri", "mlflow_experiment"), _c("mlflow", "on")),
+}
+
+
+def matters(key: str, cfg: dict[str, Any]) -> bool:
+    """Whether config field ``key`` has any effect in the run of ``cfg``."""
+    when = MATTERS_WHEN.get(key)
+    return when is None or bool(when(cfg))
+
+
+def preset_values(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The fields of the run's preset as the preset sets them ({} for an unknown preset)."""
+    from .presets import PRESETS
+
+    name = cfg.get("preset")
+    if not isinstance(name, str) or name not in PRESETS:
+        return {}
+    return PRESETS.get(name)().to_dict()
 
 
 @dataclass
@@ -431,6 +473,11 @@ def _row(key: str, cells: list[str], highlight: bool) -> str:
     return f"<tr{cls}><th>{_esc(key)}</th>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 
+def _machine(m: dict[str, Any]) -> str:
+    parts = [m.get("gpu"), m.get("cpu"), m.get("torch") and f"torch {m['torch']}"]
+    return ", ".join(str(p) for p in parts if p) or "—"
+
+
 def _summary_section(runs: list[RunData]) -> str:
     head = "".join(f"<th>{_swatch(COLOURS[i % len(COLOURS)]) if len(runs) > 1 else ''}"
                    f"{_esc(r.name)}</th>" for i, r in enumerate(runs))
@@ -444,6 +491,12 @@ def _summary_section(runs: list[RunData]) -> str:
         planned = r.config.get("steps", "?")
         done.append(_esc(f"{last if last is not None else 0:g} / {planned}"))
     rows.append(("iterations (logged / planned)", done))
+    used = [r.config.get("data_used") if isinstance(r.config.get("data_used"), dict) else {}
+            for r in runs]
+    if any("wall_clock_s" in u for u in used):
+        rows.append(("wall-clock time", [_esc(_duration(u.get("wall_clock_s"))) for u in used]))
+    if any("machine" in u for u in used):
+        rows.append(("machine", [_esc(_machine(u.get("machine") or {})) for u in used]))
     for key in (*LOSS_KEYS, *D_KEYS):
         vals = [_final(r.train, key) for r in runs]
         if any(vals):
@@ -460,7 +513,7 @@ def _summary_section(runs: list[RunData]) -> str:
         # what sets the runs apart, next to their results; `out` is the folder row already
         keys = dict.fromkeys(k for r in runs for k in r.config)
         diff = {k for k in keys if _differs([r.config.get(k) for r in runs])}
-        diff -= {"out", "data_used"}  # the folder row says `out`; data_used is long
+        diff -= {"out", *RECORD_KEYS}  # the folder row says `out`; data_used has a table
         rows += [(k, [_esc(_value(r.config.get(k, "—"))) for r in runs])
                  for k in keys if k in diff and k not in shown]
     body = "".join(_row(k, cells, k in diff) for k, cells in rows)
@@ -469,26 +522,92 @@ def _summary_section(runs: list[RunData]) -> str:
                            f"<tbody>{body}</tbody></table>")
 
 
+def _config_cell(key: str, value: Any, preset: dict[str, Any], name: Any) -> str:
+    """A config value; marked (with the preset's value) where it differs from the preset."""
+    text = _esc(_value(value))
+    if key in ("preset", "out") or key not in preset or not _differs([value, preset[key]]):
+        return text
+    was = _esc(_value(preset[key]))
+    return (f'<span class="changed" title="preset {_esc(name)}: {was}">{text}</span> '
+            f'<span class="was">preset: {was}</span>')
+
+
 def _config_section(runs: list[RunData]) -> str:
-    keys = list(dict.fromkeys(k for r in runs for k in r.config))
+    keys = [k for k in dict.fromkeys(k for r in runs for k in r.config) if k not in RECORD_KEYS]
+    presets = [preset_values(r.config) for r in runs]
     missing = object()
-    rows, n_diff = [], 0
+    rows, n_diff, n_hidden, n_changed = [], 0, 0, 0
     for k in keys:
         vals = [r.config.get(k, missing) for r in runs]
         differs = len(runs) > 1 and _differs(["\0" if v is missing else v for v in vals])
+        relevant = any(matters(k, r.config) for r in runs)
         n_diff += differs
-        rows.append(_row(k, ["—" if v is missing else _esc(_value(v)) for v in vals], differs))
+        n_hidden += not relevant
+        cells = ["—" if v is missing else _config_cell(k, v, p, r.config.get("preset"))
+                 for v, p, r in zip(vals, presets, runs, strict=True)]
+        n_changed += any('class="changed"' in c for c in cells)
+        row = _row(k, cells, differs)
+        rows.append(row if relevant else row.replace("<tr", '<tr data-unused="1"', 1))
+    unused = (f'<label><input type="checkbox" class="show-unused"> show the {n_hidden} '
+              "fields that have no effect in this run</label>" if n_hidden else "")
+    changed = (f'{n_changed} value(s) differ from the preset (marked, with the preset\'s '
+               "value). " if n_changed else "")
     if len(runs) == 1:  # one long key/value list reads better in two columns
-        half = (len(rows) + 1) // 2
+        half = (len(rows) - n_hidden + 1) // 2
+        shown = [r for r in rows if "data-unused" not in r]
+        hidden = [r for r in rows if "data-unused" in r]
+        parts = (shown[:half], shown[half:] + hidden)
         tables = "".join(f'<table class="config"><tbody>{"".join(part)}</tbody></table>'
-                         for part in (rows[:half], rows[half:]) if part)
-        return _section("Configuration", f'<div class="config-cols">{tables}</div>')
+                         for part in parts if part)
+        return _section("Configuration", f'<p class="note">{changed}{unused}</p>'
+                                         f'<div class="config-cols">{tables}</div>')
     head = "<thead><tr><th></th>" + "".join(f"<th>{_esc(r.name)}</th>" for r in runs) \
            + "</tr></thead>"
     note = (f'<p class="note">{n_diff} of {len(keys)} keys differ (highlighted). '
-            '<label><input type="checkbox" class="only-diff"> show only those</label></p>')
+            '<label><input type="checkbox" class="only-diff"> show only those</label> '
+            f"{changed}{unused}</p>")
     return _section("Configuration", f'{note}<table class="config">{head}<tbody>'
                                      f'{"".join(rows)}</tbody></table>')
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out += _flat(v, f"{prefix}{k}.")
+        else:
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
+def _duration(seconds: Any) -> str:
+    if not _is_num(seconds):
+        return "—"
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s" if m else f"{seconds:.1f} s"
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, list):  # e.g. the data files: one per line
+        return "<br>".join(_esc(_value(x)) for x in v)
+    return _esc(_value(v))
+
+
+def _data_section(runs: list[RunData]) -> str:
+    """config.json's record of the data and the machine each run used, as a table."""
+    used = [r.config.get("data_used") if isinstance(r.config.get("data_used"), dict) else {}
+            for r in runs]
+    flat = [dict(_flat(u)) for u in used]
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    if not keys:
+        return ""
+    head = ("<thead><tr><th></th>" + "".join(f"<th>{_esc(r.name)}</th>" for r in runs)
+            + "</tr></thead>") if len(runs) > 1 else ""
+    rows = "".join(_row(k, [_cell(f[k]) if k in f else "—" for f in flat],
+                        len(runs) > 1 and _differs([f.get(k) for f in flat])) for k in keys)
+    return _section("Data and machine", f'<table class="data-used">{head}<tbody>{rows}'
+                                        "</tbody></table>")
 
 
 def _player(run: RunData, idx: int) -> str:
@@ -496,23 +615,21 @@ def _player(run: RunData, idx: int) -> str:
     data = [{"step": s, "src": uri} for s, p in frames if (uri := _data_uri(p))]
     if not data:
         return '<p class="note">No snapshots in samples/.</p>'
-    final = data[-1]
-    label = "iteration " + (str(final["step"]) if final["step"] is not None else "?")
+    # the player opens on the last snapshot, the one a person looks at first
+    n, last = len(data), data[-1]
+    label = "iteration " + (str(last["step"]) if last["step"] is not None else "?")
     # JSON inside <script>: "</" must not appear or it would end the element
     payload = json.dumps(data).replace("</", "<\\/")
-    n = len(data)
-    first = data[0]
     return f"""<div class="samples">
-<figure class="final"><figcaption>Final samples ({_esc(label)})</figcaption>
-<img src="{final['src']}" alt="samples at {_esc(label)}"></figure>
-<figure class="player" data-frames="frames-{idx}"><figcaption>All snapshots</figcaption>
-<img class="frame" src="{first['src']}" alt="snapshot">
+<figure class="player" data-frames="frames-{idx}">
+<figcaption>Samples ({_esc(label)}, the last snapshot of {n})</figcaption>
+<img class="frame" src="{last['src']}" alt="samples at {_esc(label)}">
 <div class="controls"><button type="button" class="prev" title="previous">&#9664;</button>
 <button type="button" class="play" title="play / pause">Play</button>
 <button type="button" class="next" title="next">&#9654;</button>
-<input type="range" class="slider" min="0" max="{n - 1}" value="0" step="1"
+<input type="range" class="slider" min="0" max="{n - 1}" value="{n - 1}" step="1"
  aria-label="snapshot">
-<span class="frame-label">iteration {_esc(first['step'])} (1/{n})</span></div></figure>
+<span class="frame-label">{_esc(label)} ({n}/{n})</span></div></figure>
 <script type="application/json" id="frames-{idx}">{payload}</script></div>"""
 
 
@@ -555,6 +672,11 @@ table.config td{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5
 .config-cols{display:flex;flex-wrap:wrap;gap:0 28px;align-items:flex-start}
 .config-cols table{flex:1 1 420px}
 table.config.diffs-only tr:not(.diff){display:none}
+table.config tr[data-unused]{display:none}
+table.config.show-unused tr[data-unused]{display:table-row}
+.changed{background:#d8ecff;font-weight:600}.was{color:#888;font-size:11.5px}
+table.data-used td{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5px;
+ overflow-wrap:anywhere}
 .charts{display:flex;flex-wrap:wrap;gap:10px}
 figure{margin:0}figcaption{font-weight:600;margin-bottom:2px}
 svg.chart{max-width:100%;height:auto;display:block}
@@ -580,7 +702,7 @@ document.querySelectorAll('.player').forEach(function (p) {
   var frames = JSON.parse(document.getElementById(p.dataset.frames).textContent);
   var img = p.querySelector('img.frame'), slider = p.querySelector('.slider');
   var label = p.querySelector('.frame-label'), play = p.querySelector('.play');
-  var i = 0, timer = null;
+  var i = frames.length - 1, timer = null;  // the page opens on the last snapshot
   function show(k) {
     i = (k + frames.length) % frames.length;
     img.src = frames[i].src;
@@ -600,6 +722,13 @@ document.querySelectorAll('.player').forEach(function (p) {
   p.querySelector('.prev').addEventListener('click', function () { stop(); show(i - 1); });
   p.querySelector('.next').addEventListener('click', function () { stop(); show(i + 1); });
   slider.addEventListener('input', function () { stop(); show(+slider.value); });
+});
+document.querySelectorAll('.show-unused').forEach(function (box) {
+  box.addEventListener('change', function () {
+    document.querySelectorAll('table.config').forEach(function (t) {
+      t.classList.toggle('show-unused', box.checked);
+    });
+  });
 });
 document.querySelectorAll('.only-diff').forEach(function (box) {
   box.addEventListener('change', function () {
@@ -629,7 +758,7 @@ def render(runs: list[RunData]) -> str:
             _summary_section(runs), _curves_section(runs), _eval_section(runs),
             _classes_section(runs)]
     body += [_run_section(r, i, several) for i, r in enumerate(runs)]
-    body.append(_config_section(runs))
+    body += [_config_section(runs), _data_section(runs)]
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<link rel="icon" href="data:,"><title>{_esc(title)}</title>'
@@ -642,6 +771,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
 
     ``out`` defaults to ``RUN_DIR/report.html`` for one run and ``./report.html`` for several.
     """
+
     if not run_dirs:
         raise GanforgeError("report: no RUN_DIR given")
     runs = [load_run(d) for d in run_dirs]

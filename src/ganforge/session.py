@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import budget, checkpoint, distributed, health, tblog, viz
+from . import budget, checkpoint, distributed, health, trackers, viz
 from .config import FIELDS, Config, from_dict, resolve, validate
 from .data import Gaussian1D, Points2D, load_dataset, plot_points_2d
 from .errors import GanforgeError
 from .files import remove_partial_writes, truncate_jsonl
+from .machine import machine_info
 from .run import Claim, Run, claim, claim_existing, default_out
 from .train import GRAPH_WARMUP, Trainer, graph_unroll_for, pick_device, to_unit
 
@@ -97,7 +98,8 @@ class Session:
         budget.check_training(cfg, tuple(self.data.shape),
                               self.data.num_classes if cfg.conditional else 0, device,
                               self.world.size)
-        self.data_used = {**self.data.info, "device": str(device), "processes": self.world.size}
+        self.data_used = {**self.data.info, "device": str(device), "processes": self.world.size,
+                          "machine": machine_info(device)}
         if self.data.name != cfg.dataset:  # mnist fell back to the offline sample: record it
             self.data_used["requested"] = cfg.dataset
             cfg = dataclasses.replace(cfg, dataset=self.data.name)
@@ -109,7 +111,7 @@ class Session:
         self.health = health.HealthMonitor(probabilities=self.trainer.objective.outputs_logits,
                                            data_diversity=health.data_diversity(self.data),
                                            saturating=cfg.objective == "minimax")
-        self.tb: tblog.TensorBoardLogger | None = None
+        self.tb: trackers.Trackers | None = None  # TensorBoard and/or MLflow
         self.run_: Run
         self.best: float | None = None
         self.rollbacks = 0
@@ -159,7 +161,7 @@ class Session:
     def _start(self, run: Run) -> None:
         try:
             run.write_config(self.data_used)
-            self.tb = tblog.open_logger(run.dir, self.cfg.tensorboard)
+            self.tb = trackers.open_trackers(run.dir, self.cfg)
             self.snapshot()
         except OSError as e:
             raise _os_error(e, "") from None
@@ -210,7 +212,8 @@ class Session:
             for folder in (run.dir, run.checkpoints_dir, run.samples_dir):
                 remove_partial_writes(folder)  # of writes a crash interrupted
             run.metrics = truncate_jsonl(run.metrics_path, trainer.step_count)
-            session.tb = tblog.open_logger(run_dir, cfg.tensorboard, trainer.step_count + 1)
+            session.tb = trackers.open_trackers(run_dir, cfg, trainer.step_count + 1,
+                                                resume=True)
             print(f"ganforge: resuming {run_dir} at iteration {trainer.step_count} of "
                   f"{cfg.steps}", file=sys.stderr)
         return session
@@ -222,6 +225,7 @@ class Session:
                    desc=cfg.preset, disable=(None if self.progress is None else not self.progress)
                    if self.world.is_main else True)
         self._t_last, self._n_last = time.perf_counter(), trainer.step_count
+        self._t_start = self._t_last
         # a replay covers `unroll` iterations: a divisor of every interval keeps logs, grids
         # and checkpoints on their exact steps
         unroll = graph_unroll_for(cfg)
@@ -269,7 +273,10 @@ class Session:
             if self.tb is not None:
                 self.tb.close()
         if self.world.is_main:
+            self.record_time()
             _finish_pictures(run)
+            if self.tb is not None:
+                self.tb.finish(run)  # MLflow: the pictures and final checkpoint as artifacts
         return run
 
     def plan_capture(self, unroll: int) -> None:
@@ -293,10 +300,18 @@ class Session:
         self.save_latest()
         self.run_.stopped = name
         if self.world.is_main:
+            self.record_time()
             print(f"ganforge: stopped by {name} at iteration {self.trainer.step_count}; "
                   f"checkpoint: {self.run_.latest_checkpoint}. Resume with: ganforge train "
                   f"--resume {self.run_.dir}", file=sys.stderr)
         return self.run_
+
+    def record_time(self) -> None:
+        """Wall-clock seconds of training (summed over resumed sessions) into config.json."""
+        spent = self.data_used.get("wall_clock_s", 0.0) + time.perf_counter() - self._t_start
+        self.data_used["wall_clock_s"] = round(spent, 1)
+        self.data_used["ended"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        self.run_.write_config(self.data_used)
 
     # --- logging, pictures, evaluation -------------------------------------------------------
     def log(self, s: int) -> dict[str, float]:

@@ -21,7 +21,9 @@ __all__ = [
     "MNIST_MIRRORS",
     "download_file",
     "md5sum",
+    "is_rank0",
     "mirrors_from_env",
+    "offline",
 ]
 
 MNIST_MIRRORS: list[str] = [
@@ -50,6 +52,7 @@ FASHION_FILES: dict[str, str] = {
 }
 
 MIRRORS_ENV = "GANFORGE_MIRRORS"
+OFFLINE_ENV = "GANFORGE_OFFLINE"  # 1: never try the network (also `ganforge --offline`)
 
 _CHUNK = 1 << 20
 
@@ -68,6 +71,17 @@ def mirrors_from_env(default: Sequence[str]) -> list[str]:
     raw = os.environ.get(MIRRORS_ENV, "")
     mirrors = [m.strip() for m in raw.split(",") if m.strip()]
     return mirrors or list(default)
+
+
+def offline() -> bool:
+    """Whether $GANFORGE_OFFLINE asks for no network access at all."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def is_rank0() -> bool:
+    """Whether this process speaks for the job: not a DDP rank other than 0 (torchrun sets
+    $RANK in each process it starts)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 class _BadContent(Exception):
@@ -92,7 +106,8 @@ def _short_reason(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _fetch(url: str, md5: str, dest_dir: Path, final: Path, timeout: float) -> None:
+def _fetch(url: str, md5: str, dest_dir: Path, final: Path, timeout: float,
+           announce: bool) -> None:
     # The temporary file lives in dest_dir so os.replace is an atomic rename on one
     # filesystem: readers see either no file or the complete, verified one.
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.part-", dir=dest_dir)
@@ -102,6 +117,10 @@ def _fetch(url: str, md5: str, dest_dir: Path, final: Path, timeout: float) -> N
         received = 0
         with os.fdopen(fd, "wb") as out:
             with urllib.request.urlopen(url, timeout=timeout) as resp:
+                # said once the server answered: an unreachable mirror prints nothing, and
+                # the caller says once that the data could not be fetched
+                if announce:
+                    print(f"downloading {final.name} from {url}", file=sys.stderr)
                 announced = resp.headers.get("Content-Length")
                 while chunk := resp.read(_CHUNK):
                     digest.update(chunk)
@@ -142,6 +161,8 @@ def download_file(
     final = dest_dir / filename
     if final.is_file() and md5sum(final) == md5:
         return final
+    if offline():
+        raise DownloadError(f"not downloading {filename}: offline ({OFFLINE_ENV}=1)")
     if not mirrors:
         raise DownloadError(f"cannot download {filename}: no mirrors given")
     try:
@@ -154,10 +175,8 @@ def download_file(
     failures: list[str] = []
     for base in mirrors:
         url = base.rstrip("/") + "/" + filename
-        if not quiet:
-            print(f"downloading {filename} from {url}", file=sys.stderr)
         try:
-            _fetch(url, md5, dest_dir, final, timeout)
+            _fetch(url, md5, dest_dir, final, timeout, announce=not quiet and is_rank0())
         except (
             _BadContent,
             OSError,  # includes URLError, HTTPError, TimeoutError

