@@ -96,3 +96,17 @@ def serve_directory(directory: Path,
         httpd.server_close()
         thread.join(timeout=5)
 
+
+
+def state_tensors(state, prefix: str = ""):
+    """Every tensor of a nested checkpoint state, by its path (``.G.net.0.weight``)."""
+    import torch
+
+    if isinstance(state, torch.Tensor):
+        yield prefix, state
+    elif isinstance(state, dict):
+        for k, v in state.items():
+            yield from state_tensors(v, f"{prefix}.{k}")
+    elif isinstance(state, list | tuple):
+        for i, v in enumerate(state):
+            yield from state_tensors(v, f"{prefix}.{i}")

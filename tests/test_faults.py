@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import state_tensors
 
 import ganforge
 from ganforge import checkpoint
@@ -27,18 +28,6 @@ def _rows(run_dir: Path) -> list[dict]:
     """metrics.jsonl without the wall-clock field."""
     return [{k: v for k, v in json.loads(line).items() if k != "it_s"}
             for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def _tensors(state, prefix=""):
-    """Every tensor of a nested checkpoint state, by path."""
-    if isinstance(state, torch.Tensor):
-        yield prefix, state
-    elif isinstance(state, dict):
-        for k, v in state.items():
-            yield from _tensors(v, f"{prefix}.{k}")
-    elif isinstance(state, list | tuple):
-        for i, v in enumerate(state):
-            yield from _tensors(v, f"{prefix}.{i}")
 
 
 def _cli(*args, **kw) -> subprocess.Popen:
@@ -73,7 +62,7 @@ def test_resume_continues_bit_identically(tmp_path, extra):
     a = checkpoint.load(straight.final_checkpoint)
     b = checkpoint.load(resumed.final_checkpoint)
     assert a["step"] == b["step"] == 2 * N
-    ta, tb = dict(_tensors(a)), dict(_tensors(b))
+    ta, tb = dict(state_tensors(a)), dict(state_tensors(b))
     assert ta.keys() == tb.keys()
     assert any(k.startswith(".opt_d") for k in ta) and any(k.startswith(".rng") for k in ta)
     if extra:
@@ -144,7 +133,7 @@ def test_sigkill_during_saves_leaves_a_loadable_checkpoint(tmp_path):
         kills += 1
         state = checkpoint.load(latest)  # whole, whatever the moment of the kill
         assert state["step"] >= 1
-        assert all(torch.isfinite(t).all() for _, t in _tensors(state["G"]))
+        assert all(torch.isfinite(t).all() for _, t in state_tensors(state["G"]))
     assert kills == 4
     # a resume removes the temporary files that the kills left behind
     step = checkpoint.load(latest)["step"]
@@ -183,7 +172,7 @@ def test_nan_stops_with_the_step_and_keeps_the_good_checkpoint(tmp_path, poison_
     assert "\n" not in msg
     state = checkpoint.load(out / "checkpoints" / "latest.safetensors")
     assert state["step"] == 20  # the last checkpoint before the NaN, untouched
-    assert all(torch.isfinite(t).all() for _, t in _tensors(state["D"]))
+    assert all(torch.isfinite(t).all() for _, t in state_tensors(state["D"]))
 
 
 def test_nan_weights_are_never_written_over_a_good_checkpoint(tmp_path, poison_once):
@@ -194,7 +183,7 @@ def test_nan_weights_are_never_written_over_a_good_checkpoint(tmp_path, poison_o
         ganforge.train(steps=100, out=str(out), **{**TINY, "log_every": 50})
     state = checkpoint.load(out / "checkpoints" / "latest.safetensors")
     assert state["step"] == 20
-    assert all(torch.isfinite(t).all() for _, t in _tensors(state["D"]))
+    assert all(torch.isfinite(t).all() for _, t in state_tensors(state["D"]))
 
 
 def test_nan_rollback_reloads_lowers_the_learning_rates_and_finishes(tmp_path, poison_once):
@@ -202,8 +191,8 @@ def test_nan_rollback_reloads_lowers_the_learning_rates_and_finishes(tmp_path, p
     run = ganforge.train(steps=60, out=str(tmp_path / "run"), on_nan="rollback", **TINY)
     final = checkpoint.load(run.final_checkpoint)
     assert final["step"] == 60
-    assert all(torch.isfinite(t).all() for _, t in _tensors(final["G"]))
-    assert all(torch.isfinite(t).all() for _, t in _tensors(final["D"]))
+    assert all(torch.isfinite(t).all() for _, t in state_tensors(final["G"]))
+    assert all(torch.isfinite(t).all() for _, t in state_tensors(final["D"]))
     lr = final["opt_d"]["param_groups"][0]["lr"]
     assert float(lr) == pytest.approx(1e-3 * 0.5)  # mlp-mnist's 1e-3, halved once
     rows = [json.loads(x) for x in (run.dir / "metrics.jsonl").read_text().splitlines()]

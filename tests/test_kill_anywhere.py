@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import torch
+from conftest import state_tensors
 
 from ganforge import checkpoint
 
@@ -80,8 +81,8 @@ def test_killed_anywhere_the_run_resumes_to_the_same_end(tmp_path):
     b = checkpoint.load(out / "checkpoints" / "final.safetensors")
     assert a["step"] == b["step"] == STEPS
     for part in ("G", "D", "opt_g", "opt_d"):
-        flat_a = {k: v for k, v in _tensors(a[part])}
-        flat_b = {k: v for k, v in _tensors(b[part])}
+        flat_a = {k: v for k, v in state_tensors(a[part])}
+        flat_b = {k: v for k, v in state_tensors(b[part])}
         assert flat_a.keys() == flat_b.keys()
         for k in flat_a:
             assert torch.equal(flat_a[k], flat_b[k]), (part, k)
@@ -91,13 +92,3 @@ def test_killed_anywhere_the_run_resumes_to_the_same_end(tmp_path):
     # the resumes removed what killed writes left; only the last kill's GIF is still there
     assert [p.name.split(".")[1] for p in out.rglob(".*.tmp*")] == ["progress"]
 
-
-def _tensors(state, prefix=""):
-    if isinstance(state, torch.Tensor):
-        yield prefix, state
-    elif isinstance(state, dict):
-        for k, v in state.items():
-            yield from _tensors(v, f"{prefix}.{k}")
-    elif isinstance(state, list | tuple):
-        for i, v in enumerate(state):
-            yield from _tensors(v, f"{prefix}.{i}")
