@@ -31,6 +31,7 @@ _IDX_DTYPES: dict[int, str] = {
 }
 
 _MAX_NDIM = 4
+_TRAILING_SHOWN = 1 << 16  # trailing bytes counted exactly in the error, up to this many
 
 
 def _read_bytes(path: Path) -> tuple[bytes, bool]:
@@ -76,7 +77,8 @@ def _read_declared(stream: Any, path: Path) -> bytes:
         from ..budget import require
 
         require(size, f"{path}: its IDX header's shape {tuple(dims)}")
-        return head + dims_raw + stream.read(size + 1)
+        # past the declared size, read a little more so the message can say how much
+        return head + dims_raw + stream.read(size + _TRAILING_SHOWN)
     return head + stream.read(1 << 16)  # not IDX: enough for _parse_idx to say so
 
 
