@@ -465,3 +465,21 @@ def test_checkpoint_data_is_never_unpickled(tmp_path):
     torch.save({"x": 1}, tmp_path / "m.pt")
     r = ganforge_cli("export", str(tmp_path / "m.pt"), "--out", str(tmp_path / "g.pt2"))
     assert_one_line_error(r, "not a ganforge checkpoint")
+
+
+def test_overwrite_that_fails_at_its_first_checkpoint_puts_the_old_run_back(run, monkeypatch):
+    """The failure comes after the old run was moved aside (the first checkpoint cannot be
+    written): the old run is restored byte for byte, and nothing of the new one is left."""
+    import errno
+
+    from ganforge import session
+
+    def full(path, state):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    before = tree(run)
+    monkeypatch.setattr(session.checkpoint, "save", full)
+    r = ganforge_cli("train", *TOY, "--steps", "20", "--seed", "7", "--out", str(run),
+                     "--overwrite")
+    assert_one_line_error(r, "No space left on device")
+    assert tree(run) == before

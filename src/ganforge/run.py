@@ -141,8 +141,9 @@ class Claim:
         """The new run failed before it started: remove what it wrote, put the old one back."""
         if self.replaced is None:
             return
-        for p in list(_own_entries(self.folder)):
-            _delete_own(p)
+        for p in _own_entries(self.folder):
+            if p != self.replaced:  # everything the new run wrote, not the old run itself
+                _delete_own(p)
         for p in self.replaced.iterdir():
             if not os.path.lexists(self.folder / p.name):
                 os.rename(p, self.folder / p.name)
