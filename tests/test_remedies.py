@@ -6,7 +6,8 @@ import math
 
 import pytest
 import torch
-from test_faults import _rows, _tensors
+from conftest import state_tensors as _tensors
+from test_faults import _rows
 
 import ganforge
 from ganforge import checkpoint
