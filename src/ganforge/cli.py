@@ -92,7 +92,7 @@ def _resolved_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .distributed import launch, launched_by_torchrun
+    from .distributed import is_main_process, launch, launched_by_torchrun
 
     if args.nproc is not None and not launched_by_torchrun():
         if args.dry_run:
@@ -121,7 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(json.dumps(cfg.to_dict(), indent=2))
             return 0
         run = train(cfg, overwrite=args.overwrite)
-    if run.stopped or os.environ.get("RANK", "0") != "0":
+    if run.stopped or not is_main_process():
         return 0  # a stop already said how to resume; only rank 0 reports
     cfg = run.config
     last = next((r for r in reversed(run.metrics) if "d_loss" in r), {})
@@ -407,10 +407,10 @@ def _say_error(message: str) -> None:
     """A training process under torchrun also leaves its error for the launcher (torchelastic's
     error file), which reports the first failure once; ``--nproc``'s launcher prints it as
     ganforge's one line, so the ranks do not. Otherwise rank 0 (or a lone process) says it."""
-    from .distributed import LAUNCHER_ENV, record_error
+    from .distributed import LAUNCHER_ENV, is_main_process, record_error
 
     record_error(message)
-    if os.environ.get("RANK", "0") == "0" and not os.environ.get(LAUNCHER_ENV):
+    if is_main_process() and not os.environ.get(LAUNCHER_ENV):
         print(f"ganforge: error: {message}", file=sys.stderr)
 
 

@@ -186,8 +186,6 @@ def check_replicas(modules: dict[str, nn.Module], world: World, device: torch.de
 def launch(nproc: int, argv: Sequence[str]) -> int:
     """``ganforge train --nproc N ...``: run ``torchrun --standalone --nproc_per_node N -m
     ganforge train ...`` (the same argv without --nproc) and return its exit code."""
-    if nproc < 1:
-        raise GanforgeError(f"--nproc must be positive, got {nproc}")
     cmd = [sys.executable, "-m", "ganforge.torchrun", "--standalone",
            f"--nproc_per_node={nproc}", "-m", "ganforge", *argv]
     env = {**os.environ, LAUNCHER_ENV: "1"}

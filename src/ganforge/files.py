@@ -133,11 +133,6 @@ def fsync_file(path: Path) -> None:
             os.fsync(f.fileno())
 
 
-def read_jsonl(path: Path, warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """The rows of a JSON-lines file; a torn last line is dropped with a warning."""
-    return _scan_jsonl(path, warn)[0]
-
-
 def _scan_jsonl(path: Path, warn: Callable[[str], None] | None = None
                 ) -> tuple[list[dict[str, Any]], list[int], int]:
     """(rows, the byte offset where each starts, the offset just past the last whole row).

