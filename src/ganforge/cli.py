@@ -131,16 +131,37 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from .session import Session
     from .sweep import parse_vary, sweep
 
-    cfg = _resolved_config(args)
-    vary = parse_vary(args.vary)
-    if args.dry_run:
-        print(json.dumps({"runs": args.runs, "vary": vary, "base": cfg.to_dict()}, indent=2))
-        return 0
-    runs = sweep(cfg, args.runs, vary, overwrite=args.overwrite)
-    print(f"done: {len(runs)} runs x {cfg.steps} iterations; run folders under "
-          f"{runs[0].dir.parent}")
+    if args.resume:
+        if args.config or args.overwrite or args.dry_run or args.vary or args.runs:
+            raise GanforgeError("--resume continues a sweep with its own sweep.json and "
+                                "config.json files; it takes no --config, --overwrite, "
+                                "--dry-run, --vary or --runs")
+        session = Session.resumed(Path(args.resume), _overrides(args), None)
+        try:
+            runs = session.run()
+        finally:
+            session.close()
+    else:
+        cfg = _resolved_config(args)
+        vary = parse_vary(args.vary)
+        if args.dry_run:
+            print(json.dumps({"runs": args.runs, "vary": vary, "base": cfg.to_dict()},
+                             indent=2))
+            return 0
+        runs = sweep(cfg, args.runs if args.runs is not None else (None if vary else 8),
+                     vary, overwrite=args.overwrite)
+    if any(r.stopped for r in runs):
+        return 0  # a stop already said how to resume
+    failed = [r for r in runs if r.failed]
+    print(f"done: {len(runs) - len(failed)} of {len(runs)} runs x {runs[0].config.steps} "
+          f"iterations; run folders and summary.json under {runs[0].dir.parent}")
+    if failed:
+        print(f"ganforge: error: {len(failed)} runs failed: " + "; ".join(
+            f"{r.dir.name}: {r.failed}" for r in failed), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -289,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
     p = _add_train(sub, "sweep")
-    p.add_argument("--runs", type=int, default=8, help="how many GANs (default 8)")
+    p.add_argument("--runs", type=int, default=None,
+                   help="how many GANs (default: one per --vary combination, else 8)")
     p.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
                    help="values to cycle through: lr, g_lr, d_lr or seed (repeatable)")
     p.set_defaults(func=cmd_sweep)

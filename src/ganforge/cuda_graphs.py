@@ -24,9 +24,10 @@ def capture_iteration(trainer: Trainer, unroll: int = 1) -> torch.cuda.CUDAGraph
     if trainer.device.type != "cuda":
         raise RuntimeError("CUDA graphs need a CUDA device")
     per_replay = trainer.cfg.k_d * unroll
-    for name, interval, _ in trainer.regularisers:
+    interval = trainer.cfg.reg_interval
+    for pen, _, name in trainer.penalties:
         # the graph bakes in which D steps are regularised: the pattern must repeat exactly
-        if per_replay % interval or trainer.d_steps % interval:
+        if pen.lazy and (per_replay % interval or trainer.d_steps % interval):
             raise RuntimeError(f"lazy {name} every {interval} D steps does not line up with "
                                f"{per_replay} D steps per replay")
     graph = torch.cuda.CUDAGraph()
@@ -34,8 +35,8 @@ def capture_iteration(trainer: Trainer, unroll: int = 1) -> torch.cuda.CUDAGraph
     if register is None:
         raise RuntimeError(f"torch {torch.__version__} cannot capture a custom RNG generator")
     torch.cuda.synchronize(trainer.device)
-    register(trainer.gen)
-    register(trainer.data_gen)  # sampled (toy) datasets draw their batches inside the graph
+    for gen in (*trainer.gens, *trainer.data_gens):  # the runs' noise, and toy data drawn
+        register(gen)                                # inside the graph
     # Capture records kernels without running them, so nothing is staged for it: each replay
     # stages its own indices first and the data order stays that of eager training.
     trainer.batches.make_static(trainer.cfg.k_d * unroll)

@@ -4,10 +4,14 @@ Every objective receives D's raw outputs: logits for the classic losses, critic 
 the Wasserstein ones, reconstruction energies for BEGAN. The classic losses use softplus,
 since log(sigmoid(l)) = -softplus(-l) and log(1 - sigmoid(l)) = -softplus(l): no log(0) NaN.
 Losses average over the last axis (the batch), so stacked outputs of R independent GANs,
-shaped (R, B), give R losses at once (see :mod:`ganforge.sweep`).
+shaped (R, B), give R losses at once (see :mod:`ganforge.stack`). The other terms of D's
+step (gradient penalty, R1/R2, clipping) are penalties the objective declares
+(:mod:`ganforge.penalties`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +25,17 @@ class Objective:
 
     name = ""
     outputs_logits = True  # D's output is a logit (so D(x) = sigmoid is worth logging)
-    gradient_penalty = 0.0  # lambda of WGAN-GP's penalty, applied by the trainer's D step
+    # the terms of D's step besides d_loss, by name in ganforge.penalties (weights: config)
+    penalties: tuple[str, ...] = ()
     extra_stats: tuple[str, ...] = ()  # names of extra per-step statistics (see stats())
+    saturating = False  # G's loss saturates when D wins (health warns of it)
+    per_process_state = False  # state kept per process (BEGAN's k): one process only
+    stackable = True  # R runs can share one computation (no state of its own per run)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Objective:
+        """The objective with its hyper-parameters from the config."""
+        return cls()
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -99,6 +112,7 @@ class NonSaturating(_Classic):
 @OBJECTIVES.register("minimax", "G: mean log(1 - D(G(z))), the saturating game value")
 class Minimax(_Classic):
     name = "minimax"
+    saturating = True
 
     def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
         return -F.softplus(fake).mean(-1)
@@ -145,22 +159,13 @@ class _Wasserstein(Objective):
 @OBJECTIVES.register("wasserstein", "WGAN (Arjovsky et al.): critic weights clipped to +-clip")
 class Wasserstein(_Wasserstein):
     name = "wasserstein"
-
-    def __init__(self, clip: float = 0.01) -> None:
-        self.clip = clip
-
-    @torch.no_grad()
-    def after_d_step(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> None:
-        for p in D.parameters():  # the Lipschitz constraint of the original WGAN
-            p.clamp_(-self.clip, self.clip)
+    penalties = ("clip",)  # the Lipschitz constraint of the original WGAN (config clip)
 
 
 @OBJECTIVES.register("wgan-gp", "WGAN-GP (Gulrajani et al.): + lambda (||grad D(x_hat)|| - 1)^2")
 class WassersteinGP(_Wasserstein):
     name = "wgan-gp"
-
-    def __init__(self, gp_lambda: float = 10.0) -> None:
-        self.gradient_penalty = gp_lambda
+    penalties = ("gp",)  # weighted by config gp_lambda
 
 
 @OBJECTIVES.register("began", "BEGAN (Berthelot et al.): autoencoder D, equilibrium k, "
@@ -175,6 +180,12 @@ class BEGAN(Objective):
     name = "began"
     outputs_logits = False
     extra_stats = ("k", "convergence")
+    per_process_state = True
+    stackable = False  # k is one number per GAN, updated from its own losses
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> BEGAN:
+        return cls(gamma=cfg.began_gamma, lambda_k=cfg.began_lambda_k)
 
     def __init__(self, gamma: float = 0.5, lambda_k: float = 0.001) -> None:
         self.gamma, self.lambda_k = gamma, lambda_k
@@ -208,13 +219,6 @@ class BEGAN(Objective):
             self.m.copy_(state["m"])
 
 
-def build_objective(cfg) -> Objective:
+def build_objective(cfg: Any) -> Objective:
     """The configured objective with its hyper-parameters from the config."""
-    cls = OBJECTIVES.get(cfg.objective)
-    if cls is Wasserstein:
-        return cls(clip=cfg.clip)
-    if cls is WassersteinGP:
-        return cls(gp_lambda=cfg.gp_lambda)
-    if cls is BEGAN:
-        return cls(gamma=cfg.began_gamma, lambda_k=cfg.began_lambda_k)
-    return cls()
+    return OBJECTIVES.get(cfg.objective).from_config(cfg)

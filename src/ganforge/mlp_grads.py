@@ -10,7 +10,13 @@ produced. The objective's gradient with respect to D's outputs comes from
 ``Objective.d_loss_grad``/``g_loss_grad``.
 
 A chain holds either ``nn.Linear`` layers (weights ``(out, in)``) or the stacked weights of
-R runs of a sweep (``(R, in, out)``, see :mod:`ganforge.sweep`).
+R runs of a sweep (``(R, out, in)``, see :mod:`ganforge.stack`), whose products mirror the
+single run's so that run k computes what the single run computes.
+
+What the hand path covers is declared where each piece is: every penalty
+(``Penalty.by_hand``) and remedy (``Remedy.by_hand``) says whether it is covered, and a term
+that does not say so is refused here. As a last guard the Trainer compares one hand-derived
+D and G step with autograd's at setup (:func:`agree`) and falls back on a mismatch.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from torch import nn
 
 from .config import Config
 from .losses import Objective
+from .models.mlp import MLPDiscriminator, MLPGenerator
+from .penalties import PENALTIES
 from .remedies import active_remedies
 
 aten = torch.ops.aten
@@ -79,7 +87,7 @@ class Chain:
             saved.append(x)
             dst = out if i == last else None
             if self.stacked:
-                x = torch.baddbmm(b, x, W, out=dst)
+                x = _stacked_linear(x, W, b, dst)
             else:
                 x = torch.addmm(b, x, W.t(), out=dst)
             x = _ACTS[type(act)][0](x, act)
@@ -97,27 +105,64 @@ class Chain:
                 grad = act_backward(grad, saved[i + 1], act)
             if params:
                 if self.stacked:
-                    W.grad = torch.bmm(saved[i].mT, grad)
-                    b.grad = grad.sum(1, keepdim=True)
+                    W.grad = _per_run(torch.mm, grad.mT, saved[i], like=W)
+                    b.grad = grad.sum(1) if not _loops(grad) else torch.stack(
+                        [g.sum(0) for g in grad.unbind(0)])
                 else:
                     W.grad = torch.mm(grad.t(), saved[i])
                     b.grad = grad.sum(0)
             if i == 0 and not inputs:
                 return None
-            grad = torch.bmm(grad, W.mT) if self.stacked else torch.mm(grad, W)
+            grad = _per_run(torch.mm, grad, W) if self.stacked else torch.mm(grad, W)
         return grad
 
 
-def hand_gradients(cfg: Config, G: nn.Module, D: nn.Module,
-                   objective: Objective) -> MLPGradients:
+# On a CPU a batched matmul is a loop of matmuls anyway: looping over the runs in Python
+# costs a few microseconds per call and makes each run's products bit for bit the single
+# run's (same kernel, same strides), which the sweep's parity with `ganforge train` rests on.
+# On a GPU one batched kernel for all runs is what makes a sweep fast.
+def _loops(t: torch.Tensor) -> bool:
+    return t.device.type == "cpu"
+
+
+def _per_run(mm: Callable, a: torch.Tensor, b: torch.Tensor,
+             like: torch.Tensor | None = None) -> torch.Tensor:
+    """``bmm(a, b)``: on a CPU, run by run into one stacked result."""
+    if not _loops(a):
+        return torch.bmm(a, b)
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        return torch.stack([mm(x, y) for x, y in zip(a.unbind(0), b.unbind(0), strict=True)])
+    out = a.new_empty(a.shape[0], a.shape[1], b.shape[2]) if like is None else \
+        torch.empty_like(like)
+    for k in range(a.shape[0]):
+        mm(a[k], b[k], out=out[k])
+    return out
+
+
+def _stacked_linear(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
+                    dst: torch.Tensor | None) -> torch.Tensor:
+    """x (R, B, in) -> x W^T + b for each run's (out, in) weights, as nn.Linear computes."""
+    if not _loops(x):
+        return torch.baddbmm(b.unsqueeze(-2), x, W.mT, out=dst)
+    if torch.is_grad_enabled() and (x.requires_grad or W.requires_grad):
+        return torch.stack([torch.addmm(b[k], x[k], W[k].t()) for k in range(x.shape[0])])
+    if dst is None:
+        dst = x.new_empty(x.shape[0], x.shape[1], W.shape[1])
+    for k in range(x.shape[0]):
+        torch.addmm(b[k], x[k], W[k].t(), out=dst[k])
+    return dst
+
+
+def hand_gradients(cfg: Config, G: nn.Module, D: nn.Module, objective: Objective,
+                   penalties: Sequence[str] = ()) -> MLPGradients:
     """The hand-derived passes for this run; ValueError says why they do not apply."""
-    if cfg.model not in MODELS:
-        raise ValueError(f"model {cfg.model!r} (it covers {', '.join(MODELS)})")
+    if type(G) is not MLPGenerator or type(D) is not MLPDiscriminator:
+        raise ValueError(f"model {cfg.model!r} (it covers the plain MLP G and D)")
     reasons = [(cfg.conditional, "conditional models"), (cfg.spectral_norm, "spectral norm"),
-               (cfg.r1_gamma or cfg.r2_gamma, "R1/R2 penalties"),
-               (objective.gradient_penalty, "gradient penalties"),
                (cfg.compile, "torch.compile"), (cfg.amp != "off", "bf16 autocast")]
-    reasons += [(True, f"the mode-collapse remedy {name}") for name in active_remedies(cfg)]
+    reasons += [(not PENALTIES.get(n).by_hand, f"the penalty {n}") for n in penalties]
+    reasons += [(True, f"the mode-collapse remedy {name}")
+                for name in active_remedies(cfg, unless="by_hand")]
     for bad, what in reasons:
         if bad:
             raise ValueError(what)
@@ -125,6 +170,20 @@ def hand_gradients(cfg: Config, G: nn.Module, D: nn.Module,
         return MLPGradients(Chain.of(G.net), Chain.of(D.net), objective)
     except (AttributeError, ValueError) as e:
         raise ValueError(f"layers it does not know ({e})") from None
+
+
+def agree(hand: Sequence[torch.Tensor], auto: Sequence[torch.Tensor | None],
+          rtol: float = 1e-3) -> str | None:
+    """None when two sets of gradients agree (relative L2 error per tensor <= ``rtol``, loose
+    enough for float32 summation order), else which tensor differs and by how much."""
+    for i, (h, a) in enumerate(zip(hand, auto, strict=True)):
+        if a is None:
+            a = torch.zeros_like(h)
+        err = float(torch.linalg.vector_norm(h - a)) / max(float(torch.linalg.vector_norm(a)),
+                                                          1e-12)
+        if not err <= rtol:  # NaN disagrees too
+            return f"parameter {i}: relative difference {err:.2g}"
+    return None
 
 
 class MLPGradients:

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from .registry import Registry
+
 _FUSED = getattr(torch, "_fused_adam_", None)  # absent from some builds: then opt.step()
 
 
@@ -29,14 +31,19 @@ def available() -> bool:
     return _FUSED is not None
 
 
+def leanable(opt: torch.optim.Optimizer) -> bool:
+    """Whether ``opt`` is a CPU ``Adam(fused=True)`` with one plain parameter group."""
+    group = opt.param_groups[0]
+    return (isinstance(opt, torch.optim.Adam) and len(opt.param_groups) == 1 and available()
+            and group["fused"] and not (group["amsgrad"] or group["maximize"]
+                                        or group["capturable"] or group["differentiable"])
+            and all(p.device.type == "cpu" for p in group["params"]))
+
+
 def lean_step(opt: torch.optim.Optimizer) -> Callable[[], None]:
     """``opt.step`` for a CPU ``Adam(fused=True)`` with one parameter group; other
     optimisers get ``opt.step`` itself."""
-    group = opt.param_groups[0]
-    if not (isinstance(opt, torch.optim.Adam) and len(opt.param_groups) == 1 and available()
-            and group["fused"] and not (group["amsgrad"] or group["maximize"]
-                                        or group["capturable"] or group["differentiable"])
-            and all(p.device.type == "cpu" for p in group["params"])):
+    if not leanable(opt):
         return opt.step
 
     def step() -> None:
@@ -51,5 +58,72 @@ def lean_step(opt: torch.optim.Optimizer) -> Callable[[], None]:
         fused_adam_(params, [p.grad for p in params], [s["exp_avg"] for s in state],
                     [s["exp_avg_sq"] for s in state], steps, lr=group["lr"],
                     betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"])
+
+    return step
+
+
+# --- building the optimisers ------------------------------------------------------------------
+OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
+
+
+@OPTIMIZERS.register("adam", "Adam (Kingma & Ba): betas from g_betas/d_betas")
+def _adam(params: list[torch.Tensor], lr: float, betas: Sequence[float], device: torch.device,
+          compiled: bool) -> torch.optim.Optimizer:
+    # fused: one kernel for all parameters; capturable: step counters live on the device,
+    # which CUDA-graph capture requires; with --compile on a GPU the foreach step is compiled
+    on_cuda = device.type == "cuda"
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas),
+                            fused=not (compiled and on_cuda), capturable=on_cuda)
+
+
+@OPTIMIZERS.register("rmsprop", "RMSprop (WGAN's choice); betas are not used")
+def _rmsprop(params: list[torch.Tensor], lr: float, betas: Sequence[float],
+             device: torch.device, compiled: bool) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(params, lr=lr, capturable=device.type == "cuda")
+
+
+def build_optimizer(name: str, params: list[torch.Tensor], lr: float, betas: Sequence[float],
+                    device: torch.device, compiled: bool = False) -> torch.optim.Optimizer:
+    return OPTIMIZERS.get(name)(params, lr, betas, device, compiled)
+
+
+def runs_step(opts: Sequence[torch.optim.Optimizer], views: Sequence[Sequence[torch.Tensor]],
+              stacked: Sequence[torch.Tensor]) -> Callable[[], None]:
+    """One step of R runs' optimisers, each over its slices (``views``) of the ``stacked``
+    parameters: the stack's gradients are handed to each run's slices, then runs whose
+    hyper-parameters agree are updated by one call of the fused Adam kernel (the kernel
+    each single run's lean step calls), the others by their own ``step()``."""
+    lean = all(leanable(o) for o in opts)
+
+    def step() -> None:
+        for k, vs in enumerate(views):
+            for v, p in zip(vs, stacked, strict=True):
+                v.grad = None if p.grad is None else p.grad[k]
+        if not lean:
+            for o in opts:
+                o.step()
+            return
+        groups: dict[tuple, list[torch.optim.Optimizer]] = {}
+        for o in opts:
+            g = o.param_groups[0]
+            groups.setdefault((g["lr"], tuple(g["betas"]), g["eps"], g["weight_decay"]),
+                              []).append(o)
+        for (lr, betas, eps, wd), members in groups.items():
+            if not all(all(o.state.get(p) for p in o.param_groups[0]["params"])
+                       for o in members):
+                for o in members:  # the first step creates the state
+                    o.step()
+                continue
+            ps, gs, ms, vs2, steps = [], [], [], [], []
+            for o in members:
+                for p in o.param_groups[0]["params"]:
+                    s = o.state[p]
+                    ps.append(p)
+                    gs.append(p.grad)
+                    ms.append(s["exp_avg"])
+                    vs2.append(s["exp_avg_sq"])
+                    steps.append(s["step"])
+            torch._foreach_add_(steps, 1)
+            fused_adam_(ps, gs, ms, vs2, steps, lr=lr, betas=betas, eps=eps, weight_decay=wd)
 
     return step

@@ -42,14 +42,20 @@ class Remedy:
     field: str
     active: Callable[[Any], bool]
     install: Callable[[Any, nn.Module, tuple[int, ...]], None] | None = None
+    # what runs it: the hand-written CPU backward (mlp_grads) and R stacked runs of a sweep
+    # (stack) each refuse a remedy that does not say it is covered there
+    by_hand: bool = False
+    stackable: bool = False
 
 
 REMEDIES: Registry[Remedy] = Registry("remedy")
 
 
-def active_remedies(cfg: Any) -> list[str]:
-    """The config fields of the remedies ``cfg`` turns on (empty: a plain GAN)."""
-    return [REMEDIES.get(n).field for n in REMEDIES if REMEDIES.get(n).active(cfg)]
+def active_remedies(cfg: Any, unless: str = "") -> list[str]:
+    """The config fields of the remedies ``cfg`` turns on (empty: a plain GAN); with
+    ``unless="by_hand"`` (or ``"stackable"``) only those that path does not cover."""
+    return [r.field for r in (REMEDIES.get(n) for n in REMEDIES)
+            if r.active(cfg) and not (unless and getattr(r, unless))]
 
 
 def install_remedies(cfg: Any, D: nn.Module, data_shape: tuple[int, ...]) -> None:

@@ -37,7 +37,7 @@ REPLACED_PREFIX = ".ganforge-replaced-"  # where --overwrite keeps the old run u
 _OWN_FILES = {"config.json", "metrics.jsonl", "progress.gif", "losses.png", "report.html",
               "eval.json", "sweep.json", "summary.json", "summary.csv"}
 _OWN_IN = {"samples": re.compile(r"^step-\d{7}\.png$"),
-           "checkpoints": re.compile(r"^(latest|final|best)\.safetensors$"),
+           "checkpoints": re.compile(r"^(latest|previous|final|best)\.safetensors$"),
            "tensorboard": re.compile(r"^events\.out\.tfevents\..+$")}
 _SWEEP_RUN = re.compile(r"^run-\d{3,}$")
 
@@ -240,6 +240,7 @@ class Run:
     D: torch.nn.Module | None = None
     metrics: list[dict[str, Any]] = field(default_factory=list)
     stopped: str | None = None  # the signal that stopped the run early, if one did
+    failed: str | None = None  # why a run of a sweep stopped while the others went on
 
     @property
     def samples_dir(self) -> Path:

@@ -2,24 +2,24 @@
 
 One iteration (``config.steps`` counts these) is, as in Goodfellow et al.'s Algorithm 1:
 
-    for k_d steps:  x ~ data, z ~ p(z);  D descends  d_loss(D(x), D(G(z)))
+    for k_d steps:  x ~ data, z ~ p(z);  D descends  d_loss(D(x), D(G(z))) + penalties
     for k_g steps:  z ~ p(z);            G descends  g_loss(D(G(z)))
 
-Logging, sample grids and checkpoints happen every N iterations, from statistics that are
-accumulated on the device so the hot loop never waits for the host.
+for R runs at once: ``ganforge train`` is R = 1; a sweep stacks R runs' weights along a run
+axis (:mod:`ganforge.stack`), each run with its own seed, noise, data order and
+hyper-parameters. Statistics are accumulated on the device, per run, so the hot loop never
+waits for the host.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -29,16 +29,19 @@ from .data import Dataset
 from .distributed import World, average_, average_gradients, broadcast_module
 from .errors import GanforgeError
 from .losses import Objective, build_objective
-from .mlp_grads import MLPGradients, hand_gradients
+from .mlp_grads import MLPGradients, agree, hand_gradients
 from .models import build_models
-from .optim import lean_step
+from .optim import build_optimizer, lean_step, runs_step
+from .penalties import PENALTIES, DBatch, active_penalties, weight
 from .priors import PRIORS
-from .regularisers import gradient_penalty, r1_penalty
 from .remedies import DSnapshot
+from .stack import RunBatches, check_stackable, grad_norms, run_views, stack_models
+from .trainer_state import load_run_state, run_state
 
 FIXED_NOISE_SALT = 0x5EED  # the grid's noise comes from its own stream, not the training one
 DATA_SALT = 0xDA7A  # the data-order stream's seed is derived from the run's seed
 GRAPH_WARMUP = 3  # eager iterations before capture, so lazy allocations happen outside it
+CHECK_SEED = 0xC4EC  # the hand-backward self-check's inputs: a stream no run draws from
 
 
 def graph_unroll_for(cfg: Config, most: int = 16) -> int:
@@ -56,23 +59,34 @@ def pick_device(name: str) -> torch.device:
 
 
 class Trainer:
-    """Holds G, D, their optimisers and the data/noise streams; ``step()`` is one iteration."""
+    """Holds G, D, their optimisers and the data/noise streams of R runs (R = 1 unless a
+    sequence of configs is given); ``step()`` is one iteration of every run."""
 
-    def __init__(self, cfg: Config, data: Dataset, device: torch.device,
+    def __init__(self, cfg: Config | Sequence[Config], data: Dataset, device: torch.device,
                  world: World | None = None) -> None:
-        self.cfg, self.data, self.device = cfg, data, device
+        self.configs = configs = [cfg] if isinstance(cfg, Config) else list(cfg)
+        self.R = R = len(configs)
+        self.lead = 1 if R == 1 else 2  # leading axes of a batch: (B, ...) or (R, B, F)
+        self.cfg = cfg = configs[0]
+        self.data, self.device = data, device
         self.world = world = world or World()
         if cfg.batch_size % world.size:
             raise GanforgeError(f"--batch-size {cfg.batch_size} is the global batch: it must "
                                 f"divide evenly over the {world.size} processes")
         self.local_batch = cfg.batch_size // world.size  # this rank's share of each batch
         self.part = world.batch_slice(cfg.batch_size)  # ... and where it lies in the batch
-        if world.distributed and cfg.objective == "began":
-            raise GanforgeError("objective 'began' keeps its equilibrium k per process; it is "
-                                "not supported with several processes")
+        self.objective: Objective = build_objective(cfg)
+        if world.distributed and self.objective.per_process_state:
+            raise GanforgeError(f"objective {cfg.objective!r} keeps its state per process; it "
+                                "is not supported with several processes")
+        if R > 1:
+            check_stackable(configs, self.objective, world.size)
         self.num_classes = data.num_classes if cfg.conditional else 0
-        torch.manual_seed(cfg.seed)  # model init on the CPU: the same weights on any device
-        G, D = build_models(cfg, data.shape, self.num_classes)
+        self.run_nets: list[tuple[nn.Module, nn.Module]] = []  # each run's own modules
+        for c in configs:
+            torch.manual_seed(c.seed)  # model init on the CPU: the same weights on any device
+            self.run_nets.append(build_models(c, data.shape, self.num_classes))
+        G, D = (stack_models([nets[i] for nets in self.run_nets]) for i in (0, 1))
         if world.distributed and cfg.sync_bn:  # normalise by the global batch's statistics
             if device.type != "cuda":
                 raise GanforgeError("sync_bn: torch's SyncBatchNorm runs on GPUs only; on CPUs "
@@ -83,39 +97,45 @@ class Trainer:
             else torch.contiguous_format
         self.G = G.to(device, memory_format=memory_format)
         self.D = D.to(device, memory_format=memory_format)
+        if R == 1:
+            self.run_nets = [(self.G, self.D)]
         broadcast_module(self.G, world)  # equal by seeding already; made certain here
         broadcast_module(self.D, world)
-        self.objective: Objective = build_objective(cfg)
-        self.prior = PRIORS.get(cfg.prior)
+        self.priors = [PRIORS.get(c.prior) for c in configs]
+        self.prior = self.priors[0]
         self._check_remedy_batches()
-        self.opt_g = _optimizer(cfg, self.G, cfg.g_lr, cfg.g_betas, device)
-        self.opt_d = _optimizer(cfg, self.D, cfg.d_lr, cfg.d_betas, device)
+        self._build_optimizers()
         self.G_ema: nn.Module | None = None
-        if cfg.ema > 0:  # the EMA of G's weights: smoother samples, better FID
+        if any(c.ema > 0 for c in configs):  # the EMA of G's weights: smoother samples
             self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-            self.ema_beta = 0.5 ** (1.0 / cfg.ema)  # half-life given in iterations
+            betas = [0.5 ** (1.0 / c.ema) if c.ema > 0 else 0.0 for c in configs]  # half-life
+            self.ema_beta = betas[0] if R == 1 else torch.tensor(betas, device=device)
         # Separate streams for noise and data order: staging a replay's batches ahead of its
         # noise (CUDA graphs) then draws exactly the numbers eager training draws.
-        self.gen = torch.Generator(device).manual_seed(cfg.seed)
-        self.data_gen = torch.Generator(device).manual_seed(cfg.seed ^ DATA_SALT)
-        self.batches = data.to(device).sampler(cfg.batch_size, self.data_gen)
+        self.gens = [torch.Generator(device).manual_seed(c.seed) for c in configs]
+        self.data_gens = [torch.Generator(device).manual_seed(c.seed ^ DATA_SALT)
+                          for c in configs]
+        self.gen, self.data_gen = self.gens[0], self.data_gens[0]
+        on_device = data.to(device)
+        self.samplers = [on_device.sampler(cfg.batch_size, g) for g in self.data_gens]
+        self.batches = self.samplers[0] if R == 1 else RunBatches(self.samplers)
         self.batches.shard(self.part)
         if getattr(self.D, "diffaugment", None) is not None:  # augment from the run's stream
             self.D.diffaugment.generator = self.gen
         if getattr(self.G, "out_range", None) and hasattr(self.batches, "value_range"):
             self.batches.value_range = self.G.out_range
-        self.fixed_z, self.fixed_y = self._fixed_inputs()
+        self.fixed = [self._fixed_inputs(c) for c in configs]
+        self.fixed_z, self.fixed_y = self.fixed[0]
         # BatchNorm in D: real and fake go through D separately, so that each batch is
         # normalised by its own statistics (as DCGAN does); otherwise one call on both.
         self.d_separate = any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                               for m in self.D.modules())
         self.g_fn: Callable[..., torch.Tensor] = self.G
         self.d_fn: Callable[..., torch.Tensor] = self.D
-        self.opt_d_step, self.opt_g_step = self.opt_d.step, self.opt_g.step
         on_cuda = device.type == "cuda"
         if cfg.compile:
             self.g_fn, self.d_fn = torch.compile(self.G), torch.compile(self.D)
-            if on_cuda:  # the (foreach) optimiser update becomes one fused kernel
+            if on_cuda and R == 1:  # the (foreach) optimiser update becomes one fused kernel
                 self.opt_d_step = torch.compile(self.opt_d.step)
                 self.opt_g_step = torch.compile(self.opt_g.step)
         if on_cuda:
@@ -123,27 +143,43 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = cfg.tf32
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                                        enabled=cfg.amp == "bf16")
-        self.by_hand = self._hand_gradients()
-        if self.by_hand is not None:  # the rest of the CPU's fast path: see optim.py
+        # D's step: its objective's loss plus the penalties the objective and config ask for
+        self.penalties = [(PENALTIES.get(n), weight(n, configs, device), n)
+                          for n in active_penalties(configs, self.objective.penalties)]
+        self.d_steps = 0
+        self.by_hand, self.backward_note = self._hand_gradients()
+        if self.by_hand is not None and R == 1:  # the rest of the CPU's fast path: optim.py
             self.opt_d_step, self.opt_g_step = lean_step(self.opt_d), lean_step(self.opt_g)
-        # The schedule is data: each phase names its step function and how often it runs,
-        # and each regulariser of D how often (in D steps) it is added to D's loss.
+        # The schedule is data: each phase names its step function and how often it runs.
         self.phases: list[tuple[str, int, Callable[[], None]]] = [
             ("D", cfg.k_d, self.d_step),
             ("G", cfg.k_g, self.unrolled_g_step if cfg.unroll_steps else self.g_step),
         ]
-        self.regularisers: list[tuple[str, int, float]] = [
-            (name, cfg.reg_interval, gamma / 2) for name, gamma in
-            (("r1", cfg.r1_gamma), ("r2", cfg.r2_gamma)) if gamma > 0
-        ]
-        self.d_steps = 0
         self.step_count = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.graph_unroll = 1
         self.graph_note = "off"
         self.stat_names = ("d_loss", "g_loss", "d_real", "d_fake", *self.objective.extra_stats)
-        self.stats = torch.zeros(len(self.stat_names), device=device)
+        self.stats = torch.zeros(R, len(self.stat_names), device=device)
         self._zero_stats()
+
+    def _build_optimizers(self) -> None:
+        """One torch optimiser per run and network, over the run's own parameters (its slices
+        of the stack): run k's update, state and state_dict are a single run's."""
+        cfg, R = self.cfg, self.R
+        self.g_views, self.d_views = run_views(self.G, R), run_views(self.D, R)
+        self.opts_g = [build_optimizer(c.optimizer, v, c.g_lr, c.g_betas, self.device,
+                                       cfg.compile) for c, v in zip(self.configs, self.g_views,
+                                                                   strict=True)]
+        self.opts_d = [build_optimizer(c.optimizer, v, c.d_lr, c.d_betas, self.device,
+                                       cfg.compile) for c, v in zip(self.configs, self.d_views,
+                                                                   strict=True)]
+        self.opt_g, self.opt_d = self.opts_g[0], self.opts_d[0]
+        if R == 1:
+            self.opt_d_step, self.opt_g_step = self.opt_d.step, self.opt_g.step
+        else:
+            self.opt_d_step = runs_step(self.opts_d, self.d_views, list(self.D.parameters()))
+            self.opt_g_step = runs_step(self.opts_g, self.g_views, list(self.G.parameters()))
 
     def _check_remedy_batches(self) -> None:
         """Packs and minibatch-std groups are cut from each process's share of the batch."""
@@ -153,38 +189,101 @@ class Trainer:
                                 f"{self.world.size} processes' {B} samples must split into "
                                 "whole packs and groups")
 
-    def _hand_gradients(self) -> MLPGradients | None:
+    # --- the hand-written backward -----------------------------------------------------------
+    def _hand_gradients(self) -> tuple[MLPGradients | None, str]:
         """MLP gradients derived by hand (``backward``): by default on CPUs, where autograd's
         bookkeeping costs about an eighth of an iteration (benchmarks/README.md); on GPUs the
-        CUDA graph already removes it."""
+        CUDA graph already removes it. Checked against autograd once, on copies, first."""
         mode = self.cfg.backward
         if mode == "autograd" or (mode == "auto" and self.device.type != "cpu"):
-            return None
+            return None, "autograd"
         try:
-            return hand_gradients(self.cfg, self.G, self.D, self.objective)
+            hand = self._make_hand(self.G, self.D)
         except ValueError as e:
             if mode == "manual":
                 raise GanforgeError(f"backward=manual: hand-derived gradients do not cover {e}; "
                                     "use backward=autograd") from None
-            return None
+            return None, "autograd"
+        why = self._hand_disagrees()
+        if why is None:
+            return hand, "by hand"
+        if mode == "manual":
+            raise GanforgeError(f"backward=manual: the hand-derived gradients disagree with "
+                                f"autograd's at setup ({why}); use backward=autograd")
+        note = f"autograd (the hand-derived gradients disagreed with autograd's at setup: {why})"
+        print(f"ganforge: warning: {note}", file=sys.stderr)
+        return None, note
 
-    def _fixed_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _make_hand(self, G: nn.Module, D: nn.Module) -> MLPGradients:
+        names = [n for _, _, n in self.penalties]
+        G0, D0 = self.run_nets[0]
+        hand = hand_gradients(self.cfg, G0, D0, self.objective, names)  # what it covers
+        if self.R == 1:
+            return hand if G is G0 else hand_gradients(self.cfg, G, D, self.objective, names)
+        return MLPGradients(G.chain(), D.chain(), self.objective)
+
+    def _hand_disagrees(self) -> str | None:
+        """One D step and one G step by hand and by autograd, on copies of G and D and on
+        inputs from a stream of their own (the run's streams are untouched): None if they
+        agree, else where they differ."""
+        G, D = copy.deepcopy(self.G), copy.deepcopy(self.D)
+        hand = self._make_hand(G, D)
+        gen = torch.Generator(self.device).manual_seed(CHECK_SEED)
+        B = self.local_batch
+        shape = (B, *self.data.shape) if self.R == 1 else (self.R, B, math.prod(self.data.shape))
+        real = torch.rand(shape, generator=gen, device=self.device)
+        z = self._per_run(lambda k, g: self.priors[k](B, self.cfg.z_dim, gen))
+        checks = []
+        for net in (D, G):
+            for p in (*G.parameters(), *D.parameters()):
+                p.grad = None
+            if net is D:
+                hand.d_backward(real, z)
+            else:
+                hand.g_backward(z)
+            by_hand = [p.grad.clone() for p in net.parameters()]
+            for p in (*G.parameters(), *D.parameters()):
+                p.grad = None
+            if net is D:
+                loss, _ = self._d_loss(real, None, z, None, G=G, D=D, gens=[gen] * self.R)
+            else:
+                D.requires_grad_(False)
+                loss = self.objective.g_loss(D(G(z)))
+            loss.sum().backward()
+            D.requires_grad_(True)
+            why = agree(by_hand, [p.grad for p in net.parameters()])
+            if why is not None:
+                checks.append(f"{'D' if net is D else 'G'} step, {why}")
+        return "; ".join(checks) or None
+
+    def _fixed_inputs(self, cfg: Config) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The grid's noise (and labels: one row per class) from a stream of its own."""
-        cfg, C = self.cfg, self.num_classes
+        C, prior = self.num_classes, PRIORS.get(cfg.prior)
         fixed = torch.Generator().manual_seed(cfg.seed ^ FIXED_NOISE_SALT)
         if not C:
-            return self.prior(cfg.n_samples, cfg.z_dim, fixed).to(self.device), None
+            return prior(cfg.n_samples, cfg.z_dim, fixed).to(self.device), None
         per_row = max(1, -(-cfg.n_samples // C))
-        z = self.prior(C * per_row, cfg.z_dim, fixed).to(self.device)
+        z = prior(C * per_row, cfg.z_dim, fixed).to(self.device)
         return z, torch.arange(C, device=self.device).repeat_interleave(per_row)
 
-    def _d(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        with self.autocast:
-            return self.d_fn(x, y).float() if y is not None else self.d_fn(x).float()
+    def _per_run(self, draw: Callable[[int, torch.Generator], torch.Tensor]) -> torch.Tensor:
+        """``draw(k, run k's noise stream)`` for every run, stacked along the run axis (R > 1):
+        each run draws exactly the numbers its single run draws."""
+        if self.R == 1:
+            return draw(0, self.gen)
+        return torch.stack([draw(k, g) for k, g in enumerate(self.gens)])
 
-    def _g(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    def _d(self, x: torch.Tensor, y: torch.Tensor | None,
+           D: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+        D = D or self.d_fn
         with self.autocast:
-            return self.g_fn(z, y) if y is not None else self.g_fn(z)
+            return D(x, y).float() if y is not None else D(x).float()
+
+    def _g(self, z: torch.Tensor, y: torch.Tensor | None,
+           G: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+        G = G or self.g_fn
+        with self.autocast:
+            return G(z, y) if y is not None else G(z)
 
     # --- the algorithm -------------------------------------------------------------------
     def d_step(self) -> None:
@@ -192,43 +291,53 @@ class Trainer:
         if self.by_hand is not None:  # the same gradients without autograd; sets every .grad
             loss, out = self.by_hand.d_backward(real, z)
         else:
-            self.opt_d.zero_grad(set_to_none=True)
+            self.D.zero_grad(set_to_none=True)
             loss, out = self._d_loss(real, y_real, z, y_fake)
-            loss.backward()
+            loss.sum().backward()  # runs share no weights: the sum's gradient is each run's
         average_gradients(self.D.parameters(), self.world)
         self.opt_d_step()
-        out = out.detach()
-        n = out.shape[0] // 2  # D's outputs per half: B samples, or B/pac packs
-        self.objective.after_d_step(self.D, out[:n], out[n:])
-        self.d_steps += 1
+        self._after_d_step(out.detach())
         with torch.no_grad():  # few kernels: these run every step, also inside CUDA graphs
-            self.stats[0] += loss.detach()
+            self.stats[:, 0] += loss.detach()
             shown = torch.sigmoid(out) if self.objective.outputs_logits else out
-            self.stats[2:4] += shown.view(2, -1).mean(1)  # -1: B, or B/pac packs
+            self.stats[:, 2:4] += shown.view(self.R, 2, -1).mean(-1)  # -1: B, or B/pac packs
             extra = self.objective.stats()
             if extra is not None:
-                self.stats[4:] += extra
+                self.stats[:, 4:] += extra
+
+    def _after_d_step(self, out: torch.Tensor) -> None:
+        for pen, w, _ in self.penalties:
+            if pen.after_step is not None:  # weight clipping
+                pen.after_step(self.D, w)
+        self.objective.after_d_step(self.D, *out.chunk(2, -1))  # real, fake halves
+        self.d_steps += 1
 
     def _d_loss(self, real: torch.Tensor, y_real: torch.Tensor | None, z: torch.Tensor,
-                y_fake: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """D's loss (penalties included) and its outputs on real then fake samples."""
+                y_fake: torch.Tensor | None, G: nn.Module | None = None,
+                D: nn.Module | None = None, gens: Sequence[torch.Generator] | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's loss (per run, penalties included) and its outputs on real then fake."""
         with torch.no_grad():
-            fake = self._g(z, y_fake).to(real.dtype)
+            fake = self._g(z, y_fake, G).to(real.dtype)
+        D_fn = D or self.d_fn
         if self.d_separate:
-            real_out, fake_out = self._d(real, y_real), self._d(fake, y_fake)
-            out = torch.cat([real_out.detach(), fake_out.detach()])
+            real_out, fake_out = self._d(real, y_real, D_fn), self._d(fake, y_fake, D_fn)
+            out = torch.cat([real_out.detach(), fake_out.detach()], -1)
         else:  # one D call for both halves
             y = None if y_real is None else torch.cat([y_real, y_fake])
-            out = self._d(torch.cat([real, fake]), y)
-            real_out, fake_out = out.chunk(2)  # halves: B outputs each, or B/pac packs
+            out = self._d(torch.cat([real, fake], self.lead - 1), y, D_fn)
+            real_out, fake_out = out.chunk(2, -1)  # halves: B outputs each, or B/pac packs
         loss = self.objective.d_loss(real_out, fake_out)
-        if self.objective.gradient_penalty:
-            loss = loss + self.objective.gradient_penalty * gradient_penalty(
-                self.D, real, fake, self.gen, y_real)
-        for name, interval, weight in self.regularisers:
-            if self.d_steps % interval == 0:  # lazy: every `interval` D steps, x interval
-                x, y = (real, y_real) if name == "r1" else (fake, y_fake)
-                loss = loss + weight * interval * r1_penalty(self.D, x, y)
+        batch = DBatch(D or self.D, real, fake, y_real, y_fake, gens or self.gens, self.lead)
+        interval = self.cfg.reg_interval
+        for pen, w, _ in self.penalties:
+            if pen.loss is None:
+                continue
+            if pen.lazy:  # every `interval` D steps, weighted by the interval
+                if self.d_steps % interval:
+                    continue
+                w = w * interval
+            loss = loss + w * pen.loss(batch)
         return loss, out
 
     def g_step(self) -> None:
@@ -236,17 +345,17 @@ class Trainer:
         if self.by_hand is not None:
             loss = self.by_hand.g_backward(z)
         else:
-            self.opt_g.zero_grad(set_to_none=True)
+            self.G.zero_grad(set_to_none=True)
             self.D.requires_grad_(False)  # G's step needs gradients through D, not for D
             loss = self.objective.g_loss(self._d(self._g(z, y), y))
-            loss.backward()
+            loss.sum().backward()
             self.D.requires_grad_(True)
         average_gradients(self.G.parameters(), self.world)
         self.opt_g_step()
         if self.G_ema is not None:
             self._update_ema()
         with torch.no_grad():
-            self.stats[1] += loss.detach()
+            self.stats[:, 1] += loss.detach()
 
     def unrolled_g_step(self) -> None:
         """G's step through an unrolled D (Metz et al. 2017): D takes ``unroll_steps`` more
@@ -255,6 +364,7 @@ class Trainer:
         the unrolled D is treated as a constant of G's parameters (the surrogate of Metz et
         al.'s Sec. 2.3 without the second-order term), as the reference PyTorch ports do."""
         snapshot = DSnapshot(self.D, self.opt_d, self.objective)
+        d_steps = self.d_steps
         for _ in range(self.cfg.unroll_steps):
             real, y_real = self.batches.next_with_labels()
             z, y_fake = self._fresh_noise()
@@ -263,8 +373,8 @@ class Trainer:
             loss.backward()
             average_gradients(self.D.parameters(), self.world)
             self.opt_d_step()
-            out = out.detach()
-            self.objective.after_d_step(self.D, *out.chunk(2))
+            self._after_d_step(out.detach())
+        self.d_steps = d_steps  # the unrolled steps are undone: they do not count
         self.g_step()
         snapshot.restore()
 
@@ -280,7 +390,12 @@ class Trainer:
     @torch.no_grad()
     def _update_ema(self) -> None:
         ema, live = list(self.G_ema.parameters()), list(self.G.parameters())
-        torch._foreach_lerp_(ema, live, 1.0 - self.ema_beta)
+        if self.R == 1:
+            torch._foreach_lerp_(ema, live, 1.0 - self.ema_beta)
+        else:  # each run its own half-life
+            w = 1.0 - self.ema_beta
+            for e, p in zip(ema, live, strict=True):
+                e.lerp_(p, w.view(-1, *([1] * (p.dim() - 1))))
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
             b_ema.copy_(b)  # BatchNorm statistics follow the live G
 
@@ -292,8 +407,7 @@ class Trainer:
         self.reals = reals[::-1] if self.num_classes else [(x, None) for x, _ in reals][::-1]
         # z ~ p(z) for every step of the iteration at once (one kernel, not k_d + k_g)
         n = (cfg.k_d + cfg.k_g) * cfg.batch_size
-        z = self.prior(n, cfg.z_dim, self.gen)
-        self.noise = self._mine(z)
+        self.noise = self._mine(self._per_run(lambda k, g: self.priors[k](n, cfg.z_dim, g)))
         if self.num_classes:
             y = torch.randint(self.num_classes, (n,), generator=self.gen, device=self.device)
             self.fake_labels = self._mine(y)
@@ -306,7 +420,7 @@ class Trainer:
     def _mine(self, t: torch.Tensor) -> list[torch.Tensor]:
         """The per-step global batches of ``t``, cut to this rank's slice, last step first
         (``pop()`` hands them out in order). Every rank draws the same global numbers."""
-        chunks = t.split(self.cfg.batch_size)
+        chunks = t.split(self.cfg.batch_size, self.lead - 1)
         if self.part is not None:
             chunks = [c[self.part] for c in chunks]
         return list(chunks[::-1])
@@ -369,141 +483,67 @@ class Trainer:
         self.stats.zero_()
         self.counts = [0, 0]
 
-    def read_stats(self) -> dict[str, float]:
-        """Means since the last call (over all ranks), and the gradient norms of the last D
-        and G steps; the one host sync per log interval."""
-        norms = [_grad_norm(self.D), _grad_norm(self.G)]  # read here, not every step: free
-        values = average_(torch.cat([self.stats, torch.stack(norms)]), self.world).tolist()
+    def read_stats(self) -> list[dict[str, float]]:
+        """Per run, the means since the last call (over all ranks) and the gradient norms of
+        the last D and G steps; the one host sync per log interval."""
+        norms = torch.stack([grad_norms(self.D, self.R), grad_norms(self.G, self.R)], 1)
+        values = average_(torch.cat([self.stats, norms], 1), self.world).tolist()
         nd, ng = max(self.counts[0], 1), max(self.counts[1], 1)
         self._zero_stats()
-        row = {name: v / (ng if name == "g_loss" else nd)
-               for name, v in zip(self.stat_names, values, strict=False)}
-        row["grad_norm_d"], row["grad_norm_g"] = values[-2:]
-        return row
+        rows = []
+        for v in values:
+            row = {name: x / (ng if name == "g_loss" else nd)
+                   for name, x in zip(self.stat_names, v, strict=False)}
+            row["grad_norm_d"], row["grad_norm_g"] = v[-2:]
+            rows.append(row)
+        return rows
 
-    # --- state -----------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        state = {
-            "step": self.step_count,
-            "config": self.cfg.to_dict(),
-            "data_shape": list(self.data.shape),
-            "num_classes": self.num_classes,
-            "G": dict(self.G.state_dict()),
-            "D": dict(self.D.state_dict()),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "sampler": self.batches.state_dict(),
-            "rng": _rng_state(self.gen, self.data_gen),
-            "d_steps": self.d_steps,
-            "stats": self.stats.clone(),  # sums since the last log row, for exact resume
-            "counts": list(self.counts),
-            "objective": self.objective.state_dict(),
-        }
-        if self.G_ema is not None:
-            state["G_ema"] = dict(self.G_ema.state_dict())
-        return state
+    # --- each run's own modules and state ----------------------------------------------------
+    def run_modules(self, k: int = 0) -> tuple[nn.Module, nn.Module]:
+        """Run k's G and D as ordinary modules holding its current weights (R = 1: the
+        trainer's own)."""
+        if self.R == 1:
+            return self.G, self.D
+        G, D = (m.to(self.device) for m in self.run_nets[k])
+        return self.G.unstack_into(G, k), self.D.unstack_into(D, k)
 
-    def load_state_dict(self, state: dict[str, Any], path: str | Path = "checkpoint") -> None:
-        """Continue exactly where ``state_dict()`` left off (same config, same data)."""
-        from .checkpoint import load_module_state
+    def sampling_G_of(self, k: int = 0) -> nn.Module:
+        """Run k's generator to show and evaluate: its EMA one when it has one."""
+        if self.R == 1:
+            return self.sampling_G
+        if self.configs[k].ema > 0:
+            if not hasattr(self, "_ema_nets"):
+                self._ema_nets = [copy.deepcopy(G).eval() for G, _ in self.run_nets]
+            return self.G_ema.unstack_into(self._ema_nets[k].to(self.device), k)
+        return self.run_modules(k)[0]
 
-        if list(state.get("data_shape", [])) != list(self.data.shape):
-            raise GanforgeError(f"{path}: trained on data of shape {state.get('data_shape')}, "
-                                f"but this run's data has shape {list(self.data.shape)}")
-        load_module_state(self.G, state["G"], "G", path)
-        load_module_state(self.D, state["D"], "D", path)
-        if self.G_ema is not None:
-            load_module_state(self.G_ema, state.get("G_ema", state["G"]), "G_ema", path)
-        try:
-            self.opt_g.load_state_dict(state["opt_g"])
-            self.opt_d.load_state_dict(state["opt_d"])
-        except (ValueError, KeyError) as e:
-            raise GanforgeError(f"{path}: optimiser state does not fit the model "
-                                f"({str(e).splitlines()[0]})") from None
-        try:  # checked for presence and type already; a foreign layout inside still fails here
-            self.batches.load_state_dict(state["sampler"])
-            _set_rng_state(state["rng"], self.gen, self.data_gen)
-        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
-            raise GanforgeError(f"{path}: checkpoint fields 'sampler'/'rng' do not hold this "
-                                f"run's data order and random streams ({type(e).__name__}: "
-                                f"{str(e).splitlines()[0] if str(e) else ''})") from None
-        self.step_count = int(state["step"])
-        self.d_steps = int(state.get("d_steps", self.step_count * self.cfg.k_d))
-        if "stats" in state and state["stats"].shape == self.stats.shape:
-            self.stats.copy_(state["stats"])
-            self.counts = [int(c) for c in state["counts"]]
-        self.objective.load_state_dict(state.get("objective", {}))
+    @property
+    def sampling_G(self) -> nn.Module:
+        """The generator to show and evaluate (run 0): the EMA one when it is on."""
+        if self.R > 1:
+            return self.sampling_G_of(0)
+        return self.G_ema if self.G_ema is not None else self.G
 
-    def set_learning_rates(self, factor: float) -> tuple[float, float]:
-        """Multiply both learning rates (``--on-nan rollback``); returns the new (g, d)."""
-        for opt in (self.opt_g, self.opt_d):
+    def state_dict(self, k: int = 0) -> dict[str, Any]:
+        """Run k's state, in the format of a single run's checkpoint."""
+        return run_state(self, k)
+
+    def load_state_dict(self, state: dict[str, Any], path: str | Path = "checkpoint",
+                        k: int = 0) -> None:
+        """Continue run k exactly where ``state_dict(k)`` left off (same config and data)."""
+        load_run_state(self, state, path, k)
+
+    def set_learning_rates(self, factor: float, k: int = 0) -> tuple[float, float]:
+        """Multiply run k's learning rates (``--on-nan rollback``); returns the new (g, d)."""
+        for opt in (self.opts_g[k], self.opts_d[k]):
             for group in opt.param_groups:
                 lr = group["lr"]
                 if isinstance(lr, torch.Tensor):  # capturable optimisers keep lr on the device
                     lr.mul_(factor)
                 else:
                     group["lr"] = lr * factor
-        return (float(self.opt_g.param_groups[0]["lr"]), float(self.opt_d.param_groups[0]["lr"]))
-
-    @property
-    def sampling_G(self) -> nn.Module:
-        """The generator to show and evaluate: the EMA one when it is on."""
-        return self.G_ema if self.G_ema is not None else self.G
-
-
-def _grad_norm(module: nn.Module) -> torch.Tensor:
-    """||grad|| over all of a module's parameters, on the device (no host sync)."""
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return torch.zeros((), device=next(module.parameters()).device)
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-
-
-def _rng_state(gen: torch.Generator, data_gen: torch.Generator) -> dict[str, Any]:
-    """Every random stream a run draws from: its own two, and the global ones (python, numpy,
-    torch CPU and CUDA) that library code may use."""
-    np_state = np.random.get_state(legacy=False)
-    state = {
-        "gen": gen.get_state(), "data_gen": data_gen.get_state(),
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-                  "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
-                  "gauss": float(np_state["gauss"])},
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], gen: torch.Generator,
-                   data_gen: torch.Generator) -> None:
-    gen.set_state(state["gen"])
-    data_gen.set_state(state["data_gen"])
-    torch.set_rng_state(state["torch"])
-    if "python" in state:
-        v, internal, gauss = state["python"]
-        random.setstate((v, tuple(internal), gauss))
-    if "numpy" in state:
-        s = state["numpy"]
-        np.random.set_state({"bit_generator": "MT19937",
-                             "state": {"key": s["key"].numpy().astype(np.uint32),
-                                       "pos": s["pos"]},
-                             "has_gauss": s["has_gauss"], "gauss": s["gauss"]})
-    if "cuda" in state and torch.cuda.is_available():
-        cuda = state["cuda"][:torch.cuda.device_count()]
-        torch.cuda.set_rng_state_all(cuda)
-
-
-def _optimizer(cfg: Config, module: nn.Module, lr: float, betas: list[float],
-               device: torch.device) -> torch.optim.Optimizer:
-    on_cuda = device.type == "cuda"
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(module.parameters(), lr=lr, capturable=on_cuda)
-    # fused: one kernel for all parameters; capturable: step counters live on the device,
-    # which CUDA-graph capture requires; with --compile on a GPU the foreach step is compiled
-    return torch.optim.Adam(module.parameters(), lr=lr, betas=tuple(betas),
-                            fused=not (cfg.compile and on_cuda), capturable=on_cuda)
+        return (float(self.opts_g[k].param_groups[0]["lr"]),
+                float(self.opts_d[k].param_groups[0]["lr"]))
 
 
 def to_unit(x: torch.Tensor, G: nn.Module) -> torch.Tensor:
@@ -512,6 +552,4 @@ def to_unit(x: torch.Tensor, G: nn.Module) -> torch.Tensor:
     return (x - lo) / (hi - lo)
 
 
-from .session import train  # noqa: E402  (the run around the Trainer; kept importable here)
-
-__all__ = ["Trainer", "train", "to_unit", "pick_device", "graph_unroll_for"]
+__all__ = ["Trainer", "to_unit", "pick_device", "graph_unroll_for"]

@@ -1,0 +1,101 @@
+"""Reading a run folder (or a sweep folder) back for ``--resume``: its config, which
+checkpoint to continue from, and what a resumed run may change. Everything here is input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from . import checkpoint
+from .config import Config, from_dict, validate
+from .errors import GanforgeError
+from .run import SWEEP_FORMAT
+
+# Fields a resumed run may change: how long it trains and how it is watched, not what it is.
+RESUME_MAY_CHANGE = ("steps", "device", "cuda_graphs", "compile", "backward", "log_every",
+                     "sample_every", "ckpt_every", "eval_every", "eval_n", "tensorboard",
+                     "on_nan", "nan_lr_factor", "max_rollbacks", "dist_timeout")
+CHECKPOINTS = ("latest.safetensors", "previous.safetensors", "final.safetensors")
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as e:
+        raise GanforgeError(f"{what}: {path.name} is not valid JSON "
+                            f"({str(e)[:200] or type(e).__name__})") from None
+    if not isinstance(record, dict):
+        raise GanforgeError(f"{what}: {path.name} is not a JSON object")
+    return record
+
+
+def run_folders(folder: Path) -> list[Path] | None:
+    """A sweep folder's run folders (from its sweep.json), or None for a single run."""
+    path = folder / "sweep.json"
+    if not path.is_file():
+        return None
+    record = read_json(path, f"--resume {folder}")
+    runs = record.get("runs")
+    if record.get("format") != SWEEP_FORMAT or not isinstance(runs, int) or isinstance(
+            runs, bool) or not 1 <= runs <= 100_000:
+        raise GanforgeError(f"--resume {folder}: sweep.json is not a ganforge sweep record "
+                            f"(expected \"format\": \"{SWEEP_FORMAT}\" and a run count)")
+    return [folder / f"run-{k:03d}" for k in range(runs)]
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "config.json"
+    if not run_dir.is_dir() or not path.is_file():
+        raise GanforgeError(f"--resume {run_dir}: not a ganforge run folder (no config.json)")
+    return read_json(path, f"--resume {run_dir}")
+
+
+def resumed_config(run_dir: Path, record: dict[str, Any], overrides: dict[str, Any]) -> Config:
+    """The run's own config with the changes a resume may make (others refused)."""
+    changed = {k: v for k, v in overrides.items() if v is not None}
+    refused = [k for k in changed if k not in RESUME_MAY_CHANGE and k != "out"
+               and changed[k] != record.get(k)]
+    if refused:
+        raise GanforgeError(f"--resume {run_dir}: cannot change {', '.join(refused)} of an "
+                            f"existing run; only {', '.join(RESUME_MAY_CHANGE)} may change")
+    try:
+        cfg = from_dict(record)
+    except GanforgeError as e:
+        raise GanforgeError(f"--resume {run_dir}: config.json: {e}") from None
+    return validate(dataclasses.replace(cfg, out=str(run_dir), **{
+        k: v for k, v in changed.items() if k in RESUME_MAY_CHANGE}))
+
+
+def load_checkpoint(run_dir: Path, step: int | None = None) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint to continue from: the latest, or (``step``) the one at that iteration
+    (a sweep killed while saving has some runs' latest one round ahead: their previous one
+    is the round the others have)."""
+    tried = []
+    for name in CHECKPOINTS:
+        path = run_dir / "checkpoints" / name
+        if not path.is_file():
+            continue
+        state = checkpoint.load(path)
+        checkpoint.check_state(state, path, resume=True)
+        if step is None or int(state["step"]) == step:
+            return path, state
+        tried.append(f"{name} at iteration {state['step']}")
+    if step is None:
+        raise GanforgeError(f"--resume {run_dir}: no checkpoints/latest.safetensors to resume "
+                            "from")
+    raise GanforgeError(f"--resume {run_dir}: no checkpoint at iteration {step}, where the "
+                        f"sweep's other runs are (found {', '.join(tried) or 'none'})")
+
+
+def checkpoint_step(run_dir: Path) -> set[int]:
+    """The iterations this run folder has checkpoints of (latest and previous)."""
+    steps = set()
+    for name in CHECKPOINTS[:2]:
+        path = run_dir / "checkpoints" / name
+        if path.is_file():
+            state = checkpoint.load(path)
+            checkpoint.check_state(state, path, resume=True)
+            steps.add(int(state["step"]))
+    return steps
