@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import GanforgeError
 from .files import save_figure, save_image
 
 
@@ -29,6 +30,14 @@ def grid_image(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> I
         canvas[:, top:top + h, left:left + w] = x[i]
     arr = (canvas.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
     return Image.fromarray(arr[:, :, 0] if c == 1 else arr, mode="L" if c == 1 else "RGB")
+
+
+def to_unit(x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    """Values in ``value_range`` (G's output range, e.g. (-1, 1) for tanh) mapped to [0, 1]."""
+    lo, hi = float(value_range[0]), float(value_range[1])
+    if not hi > lo:
+        raise GanforgeError(f"value_range {value_range}: expected (low, high) with low < high")
+    return (x - lo) / (hi - lo)
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None,
@@ -79,16 +88,17 @@ def plot_losses(rows: Sequence[dict], path: str | Path, title: str = "") -> Path
     return save_figure(fig, path)
 
 
-def plot_density_1d(xs: np.ndarray, real_pdf: np.ndarray, fake: np.ndarray, d_of_x: np.ndarray,
-                    path: str | Path, title: str = "") -> Path:
-    """Real density, G's density (histogram) and D(x), on one x axis."""
+def plot_density_1d(xs: np.ndarray, real_pdf: np.ndarray, fake: np.ndarray,
+                    d_of_x: np.ndarray | None, path: str | Path, title: str = "") -> Path:
+    """Real density, G's density (histogram) and D(x) (left out when None), on one x axis."""
     fig, ax = subplots(figsize=(7, 4), dpi=100)
     ax.plot(xs, real_pdf, color="tab:blue", label="real density")
     inside = fake[(fake >= xs[0]) & (fake <= xs[-1])]
     if inside.size:  # G may start outside the axis entirely: then there is nothing to draw
         ax.hist(inside, bins=80, range=(xs[0], xs[-1]), density=True, alpha=0.45,
                 color="tab:green", label=f"G's density ({inside.size / fake.size:.0%} shown)")
-    ax.plot(xs, d_of_x, color="tab:red", label="D(x)")
+    if d_of_x is not None:
+        ax.plot(xs, d_of_x, color="tab:red", label="D(x)")
     top = max(1.05, float(real_pdf.max()) * 1.3)
     ax.set_ylim(0, top)
     ax.set_xlim(xs[0], xs[-1])

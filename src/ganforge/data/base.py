@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -71,6 +73,23 @@ class Dataset:
     def num_classes(self) -> int:
         """How many class labels the data carries (0: unlabelled)."""
         return 0
+
+    def plot(self, fake: torch.Tensor, path: Path, *, title: str,
+             critic: Callable[[torch.Tensor], torch.Tensor] | None = None,
+             value_range: tuple[float, float] = (0.0, 1.0), nrow: int | None = None) -> None:
+        """Write this step's picture of G's samples ``fake`` (n, *self.shape), in G's output
+        range ``value_range``, to ``path`` (atomically). ``critic(x)`` maps a batch of
+        data-shaped points (m, *self.shape) to D's value per point (m,), already as D(x)
+        probabilities where the objective has them; the 1-D toy draws its curve, the others
+        may ignore it. ``nrow``: images per grid row (one row per class for conditional
+        models)."""
+        raise NotImplementedError
+
+    def _check_fake(self, fake: torch.Tensor) -> None:
+        """A one-line error, not a broadcasting failure deep in a plot, for mis-shaped samples."""
+        if fake.dim() < 1 or tuple(fake.shape[1:]) != tuple(self.shape):
+            raise GanforgeError(f"{self.name}: plot() expects G's samples of shape "
+                                f"(n, {', '.join(map(str, self.shape))}), got {tuple(fake.shape)}")
 
 
 class DrawSampler(Sampler):
@@ -189,3 +208,13 @@ class ImageDataset(Dataset):
         g_dev = generator.device
         idx = torch.randperm(self.images.shape[0], generator=generator, device=g_dev)[:n]
         return self.images[idx.to(self.images.device)].float().div_(255.0)
+
+    def plot(self, fake: torch.Tensor, path: Path, *, title: str,
+             critic: Callable[[torch.Tensor], torch.Tensor] | None = None,
+             value_range: tuple[float, float] = (0.0, 1.0), nrow: int | None = None) -> None:
+        """A grid of the images, ``nrow`` per row; D's view of a picture is not drawn, and
+        neither is ``title`` (the grid is the samples alone, frame for frame in the GIF)."""
+        from .. import viz
+
+        self._check_fake(fake)
+        viz.save_grid(viz.to_unit(fake.detach(), value_range), path, nrow=nrow)

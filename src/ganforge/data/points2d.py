@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,17 @@ class Points2D(Dataset):
 
     def real_samples(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return self.draw(n, generator)
+
+    def plot(self, fake: torch.Tensor, path: Path, *, title: str,
+             critic: Callable[[torch.Tensor], torch.Tensor] | None = None,
+             value_range: tuple[float, float] = (0.0, 1.0), nrow: int | None = None) -> None:
+        """The scatter of as many real points as ``fake`` has, over the centres; D's surface
+        is not drawn, and ``value_range`` and ``nrow`` mean nothing for points."""
+        self._check_fake(fake)
+        # seed 0 every frame: the same real points in every frame of the GIF, only G's move
+        real = self.real_samples(len(fake), torch.Generator(fake.device).manual_seed(0))
+        plot_points_2d(real.cpu().numpy(), fake.detach().float().cpu().numpy(),
+                       self.mixture.centres, path, title=title)
 
 
 def points_2d(mixture: str) -> Points2D:

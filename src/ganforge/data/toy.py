@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
+from ..errors import GanforgeError
 from .base import Dataset, DrawSampler, Sampler
+
+PLOT_POINTS = 400  # where D's curve is evaluated across plot_range()
 
 
 @dataclass
@@ -53,6 +58,28 @@ class Gaussian1D(Dataset):
         lo = min(m - 4 * s for m, s in zip(self.means, self.stds, strict=True))
         hi = max(m + 4 * s for m, s in zip(self.means, self.stds, strict=True))
         return min(lo, -1.0), max(hi, 1.0)
+
+    def plot(self, fake: torch.Tensor, path: Path, *, title: str,
+             critic: Callable[[torch.Tensor], torch.Tensor] | None = None,
+             value_range: tuple[float, float] = (0.0, 1.0), nrow: int | None = None) -> None:
+        """The data's density, a histogram of ``fake`` and ``critic`` across ``plot_range()``
+        (no curve without one); ``value_range`` and ``nrow`` mean nothing for points."""
+        from .. import viz
+
+        self._check_fake(fake)
+        # on fake's device: the critic is D, which lives where G does
+        xs = torch.linspace(*self.plot_range(), PLOT_POINTS, device=fake.device)
+        d_of_x = None
+        if critic is not None:
+            d_of_x = critic(xs.unsqueeze(1)).detach().reshape(-1)
+            if d_of_x.numel() != PLOT_POINTS:
+                raise GanforgeError(f"{self.name}: plot()'s critic gave {d_of_x.numel()} values "
+                                    f"for {PLOT_POINTS} points; expected one per point")
+            d_of_x = d_of_x.float().cpu().numpy()
+        xs = xs.cpu()
+        viz.plot_density_1d(xs.numpy(), self.pdf(xs).numpy(),
+                            fake.detach().reshape(-1).float().cpu().numpy(), d_of_x, path,
+                            title=title)
 
     @property
     def mean(self) -> float:
