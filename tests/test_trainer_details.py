@@ -1,0 +1,150 @@
+"""Trainer details the run-level tests pass over: a resume from a checkpoint between two log
+rows (the statistics summed since the last row, and the D/G step counts they are divided by,
+must come back), and G's EMA against a computation by hand."""
+
+from __future__ import annotations
+
+import copy
+import signal
+
+import pytest
+import torch
+from conftest import closed_port_url
+
+import ganforge
+from ganforge import checkpoint
+from ganforge.config import resolve
+from ganforge.data import load_dataset
+from ganforge.train import Trainer
+
+CPU = torch.device("cpu")
+STEPS, LOG_EVERY, CKPT_EVERY = 30, 10, 7
+# log rows at 10, 20, 30; checkpoints at 7, 14, 21, 28: none of them on a log step
+RUN = dict(preset="mlp-mnist", dataset="mnist-sample", batch_size=32, log_every=LOG_EVERY,
+           ckpt_every=CKPT_EVERY, sample_every=STEPS, progress=False)
+INTERRUPT_AT = 17  # after the checkpoint at 14, before the log row at 20
+
+
+class _Killed(Exception):
+    """Stands in for SIGKILL: the run ends at once, its last periodic checkpoint stays."""
+
+
+def _rows(run: ganforge.Run) -> list[dict]:
+    """Every logged row (statistics and warnings) without the wall-clock rate."""
+    return [{k: v for k, v in row.items() if k != "it_s"} for row in run.metrics]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> ganforge.Run:
+    """The run trained to the end without a break, once for the module."""
+    root = tmp_path_factory.mktemp("straight")
+    with pytest.MonkeyPatch.context() as mp:  # the autouse isolation is per test; this is not
+        mp.setenv("GANFORGE_CACHE", str(root / "cache"))
+        mp.setenv("GANFORGE_MIRRORS", closed_port_url())
+        return ganforge.train(steps=STEPS, out=str(root / "run"), **RUN)
+
+
+def _interrupt_at(monkeypatch: pytest.MonkeyPatch, step: int, how: str) -> None:
+    """Make the run stop right after iteration ``step``, as a kill or as a SIGTERM."""
+    original = Trainer.step
+
+    def step_then_interrupt(self: Trainer, *args, **kwargs) -> int:
+        n = original(self, *args, **kwargs)
+        if self.step_count == step:
+            if how == "kill":
+                raise _Killed
+            signal.raise_signal(signal.SIGTERM)  # the run finishes the step and checkpoints
+        return n
+
+    monkeypatch.setattr(Trainer, "step", step_then_interrupt)
+
+
+@pytest.mark.parametrize("how, resumed_at", [
+    ("kill", 14),      # resumes from the periodic checkpoint at 14, not a log step
+    ("sigterm", INTERRUPT_AT),  # resumes from the stop's own checkpoint
+])
+def test_resume_between_log_rows_logs_what_a_straight_run_logs(tmp_path, monkeypatch, straight,
+                                                               how, resumed_at):
+    out = tmp_path / "resumed"
+    with monkeypatch.context() as mp:
+        _interrupt_at(mp, INTERRUPT_AT, how)
+        if how == "kill":
+            with pytest.raises(_Killed):
+                ganforge.train(steps=STEPS, out=str(out), **RUN)
+        else:
+            assert ganforge.train(steps=STEPS, out=str(out), **RUN).stopped == "SIGTERM"
+    at = checkpoint.load(out / "checkpoints" / "latest.safetensors")["step"]
+    assert at == resumed_at and at % LOG_EVERY  # the case this test is for
+
+    resumed = ganforge.train(resume=out, steps=STEPS, progress=False)
+    rows = _rows(resumed)
+    assert [r["step"] for r in rows if "d_loss" in r] == [10, 20, 30]
+    for name in ("d_loss", "g_loss", "d_real", "d_fake", "grad_norm_d", "grad_norm_g"):
+        assert name in rows[0]
+    assert rows == _rows(straight)  # exactly: the row at 20 spans the interruption
+
+
+def _trainer(preset: str, **overrides) -> Trainer:
+    cfg = resolve(preset, overrides=overrides)
+    return Trainer(cfg, load_dataset(cfg), CPU)
+
+
+def test_trainer_state_carries_the_statistics_since_the_last_read():
+    kw = dict(dataset="mnist-sample", batch_size=32)
+    a = _trainer("mlp-mnist", **kw)
+    for _ in range(10):
+        a.step()
+    a.read_stats()  # a log row at 10; the next one will cover 11..20
+    for _ in range(3):
+        a.step()
+    # deep: state_dict()'s tensors may alias A's live weights, which go on changing
+    state = copy.deepcopy(a.state_dict())
+    b = _trainer("mlp-mnist", **kw)
+    b.load_state_dict(state)
+    for _ in range(7):
+        a.step()
+        b.step()
+    row_a, row_b = a.read_stats(), b.read_stats()
+    assert row_a == row_b, (row_a, row_b)
+    for p, q in zip(a.G.parameters(), b.G.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+# --- G's EMA --------------------------------------------------------------------------------
+HALF_LIFE = 2.0  # short: G_ema lags G by a lot, so beta and 1 - beta cannot be mistaken
+
+
+@pytest.mark.parametrize("preset, overrides", [
+    ("mlp-mnist", dict(dataset="mnist-sample", batch_size=32)),
+    ("ring-8-best", dict(batch_size=64)),  # mlp-pacgan: BatchNorm in G, so G has buffers
+], ids=["mlp", "pacgan-batchnorm"])
+def test_ema_follows_its_formula_by_hand(preset, overrides):
+    # one G step per iteration: one EMA update between two looks
+    trainer = _trainer(preset, ema=HALF_LIFE, k_g=1, **overrides)
+    beta = 0.5 ** (1.0 / HALF_LIFE)  # half-life in iterations: beta ** HALF_LIFE == 1/2
+    assert trainer.ema_beta == pytest.approx(beta, rel=1e-12)
+    G, ema = trainer.G, trainer.G_ema
+    assert ema is not None and ema is not G
+    buffers = list(G.buffers())
+    if preset == "ring-8-best":
+        assert buffers, "expected BatchNorm running statistics in this preset's G"
+
+    # at the start the EMA is G itself, in its own storage
+    for e, p in zip(ema.parameters(), G.parameters(), strict=True):
+        assert torch.equal(e, p) and e.data_ptr() != p.data_ptr()
+    for e, b in zip(ema.buffers(), buffers, strict=True):
+        assert torch.equal(e, b)
+
+    for _ in range(4):
+        old = [e.detach().double().clone() for e in ema.parameters()]
+        trainer.step()
+        for e, p, o in zip(ema.parameters(), G.parameters(), old, strict=True):
+            expected = beta * o + (1 - beta) * p.detach().double()
+            torch.testing.assert_close(e.detach().double(), expected, rtol=1e-6, atol=1e-7)
+        # BatchNorm statistics are not averaged: they are the live G's
+        for e, b in zip(ema.buffers(), G.buffers(), strict=True):
+            assert torch.equal(e, b)
+    # and the EMA really lags: the check above compared two different networks
+    assert any(not torch.equal(e, p) for e, p in zip(ema.parameters(), G.parameters(),
+                                                       strict=True))
+
