@@ -89,6 +89,17 @@ def cifar_sized(tmp: Path, run: Path) -> None:
     write_mnist(tmp, side=32)
 
 
+def cifar_python_archive(tmp: Path, run: Path) -> None:
+    (tmp / "data").mkdir()
+    (tmp / "data" / "cifar-10-python.tar.gz").write_bytes(gzip.compress(b"pickles"))
+
+
+def cifar_truncated_batch(tmp: Path, run: Path) -> None:
+    (tmp / "data").mkdir()
+    for i in range(1, 6):  # the first batch is read (and refused) first
+        (tmp / "data" / f"data_batch_{i}.bin").write_bytes(bytes(3073 * 10_000 - 1))
+
+
 def empty_data_dir(tmp: Path, run: Path) -> None:
     (tmp / "data").mkdir()
 
@@ -172,6 +183,10 @@ def mnist(*extra: str) -> tuple[str, ...]:
     return train("--data-dir", "{tmp}/data", *extra, preset="mlp-mnist")
 
 
+def cifar() -> tuple[str, ...]:
+    return train("--data-dir", "{tmp}/data", preset="dcgan-cifar10")
+
+
 def in_process(argv: tuple[str, ...], *names: str, **kw) -> Row:
     return Row(argv, names, subprocess=False, **kw)
 
@@ -205,6 +220,12 @@ TABLE = [
                      count_mismatch), id="idx-count-mismatch"),
     pytest.param(Row(mnist(), (BAD_IMAGES, "(28, 28)", "(32, 32)"), cifar_sized),
                  id="idx-32x32-for-mnist"),
+    # data: CIFAR-10
+    pytest.param(Row(cifar(), ("{tmp}/data/cifar-10-python.tar.gz", "cifar-10-binary.tar.gz",
+                               "https://www.cs.toronto.edu/~kriz/cifar.html"),
+                     cifar_python_archive), id="cifar-python-archive"),
+    pytest.param(Row(cifar(), ("{tmp}/data/data_batch_1.bin", "3073-byte records"),
+                     cifar_truncated_batch), id="cifar-truncated-batch"),
     # config files
     pytest.param(bad_config("c.toml", 'preset = "toy-1d"\nsteps = 5\nbogus = 1\n', "'bogus'"),
                  id="toml-unknown-key"),

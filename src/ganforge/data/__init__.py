@@ -40,8 +40,8 @@ def stacked_mnist(cfg) -> Dataset:
     return stack_digits(mnist(cfg), 60_000, seed=0)
 
 
-DATASETS.register("cifar10", "CIFAR-10 (python archive: --data-dir, $GANFORGE_DATA, cache, "
-                  "download with checksum)")(cifar10)
+DATASETS.register("cifar10", "CIFAR-10 (cifar-10-binary.tar.gz: --data-dir, $GANFORGE_DATA, "
+                  "cache, download; MD5-checked)")(cifar10)
 DATASETS.register("ring-8", "8 Gaussians on a circle of radius 2, std 0.02 (mode-collapse toy)")(
     lambda cfg: points_2d("ring-8"))
 DATASETS.register("grid-25", "25 Gaussians on {-4,-2,0,2,4}^2, std 0.05 (mode-collapse toy)")(

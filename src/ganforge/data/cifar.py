@@ -1,250 +1,88 @@
-"""CIFAR-10 from the official "python version" archive, parsed without trusting its pickles.
+"""CIFAR-10 from the official "binary version" archive, read as fixed-size records.
 
-The batches in ``cifar-10-python.tar.gz`` are Python 2 pickles of dicts holding a uint8
-``data`` array (N, 3072: 1024 red, then 1024 green, then 1024 blue values, each a row-major
-32x32 plane) and a ``labels`` list. ``pickle.load`` on a file can run any code the file
-names, so batches go through ``_BatchUnpickler``: its ``find_class`` hands out vetted
-stand-ins for the few globals an array needs and refuses every other global. The stand-ins
-never call numpy's own unpickling code on the file's data: they check the pickled shape,
-dtype and byte count and build the array with ``np.frombuffer``.
+``cifar-10-binary.tar.gz`` holds ``cifar-10-batches-bin/data_batch_1.bin`` .. ``_5.bin``
+(training) and ``test_batch.bin``, each 10,000 records of 3,073 bytes: one label byte
+(0-9), then 1024 red, 1024 green and 1024 blue values, each a row-major 32x32 plane. That
+is plain bytes for numpy, so nothing in the archive is ever unpickled. The "python
+version" (``cifar-10-python.tar.gz``) stores pickles, which can run code when loaded, and
+is refused with a pointer to the binary archive.
 
 Members are read straight from the tar stream (nothing is extracted to disk); an extracted
-``cifar-10-batches-py`` folder is accepted too.
+``cifar-10-batches-bin`` folder is accepted too.
 """
 
 from __future__ import annotations
 
-import io
-import math
-import pickle
 import tarfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import DataError, DownloadError, GanforgeError
 from .base import ImageDataset
-from .download import download_file, mirrors_from_env
-from .mnist import search_dirs
+from .download import download_file, md5sum, mirrors_from_env
+from .mnist import cache_dir, search_dirs
 
-CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
 # Module-level so tests (and users with a re-hosted copy) can substitute the checksum.
-CIFAR10_FILES: dict[str, str] = {CIFAR10_ARCHIVE: "c58f30108f718f92721af3b95e74349a"}
+CIFAR10_FILES: dict[str, str] = {CIFAR10_ARCHIVE: "c32a1d4ab5d03f1284b67883e8d87530"}
 CIFAR10_MIRRORS: list[str] = ["https://www.cs.toronto.edu/~kriz/"]
-CIFAR10_MEMBER_DIR = "cifar-10-batches-py"
+CIFAR10_PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
+CIFAR10_MEMBER_DIR = "cifar-10-batches-bin"
+_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 CIFAR10_SPLITS: dict[str, tuple[str, ...]] = {
-    "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
-    "test": ("test_batch",),
-    "all": (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"),
+    "train": _TRAIN,
+    "test": ("test_batch.bin",),
+    "all": (*_TRAIN, "test_batch.bin"),
 }
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 
 _PIXELS = 3 * 32 * 32
-# A real batch is 10,000 images, about 31 MB pickled; anything far larger is not a batch,
-# and refusing it up front stops a forged tar header from making us read gigabytes.
-_MAX_BATCH_BYTES = 64 << 20
-_MAX_DIMS = 32  # numpy's own limit on array dimensions
+_RECORD = 1 + _PIXELS
+_RECORDS = 10_000  # per batch file, in every official batch
+
+# What the pickled "python version" leaves where a user keeps data: its archive, its
+# extracted folder, or its batches (named like ours, without ".bin") loose in a folder.
+_PICKLED_ARCHIVE = "cifar-10-python.tar.gz"
+_PICKLED_DIR = "cifar-10-batches-py"
+_PICKLED_BATCHES = ("data_batch_1", "test_batch")
 
 
-class _Refused(Exception):
-    """The pickle asked for something a CIFAR batch never contains."""
+# --- one batch ------------------------------------------------------------------------------
 
 
-# --- the restricted unpickler -------------------------------------------------------------
+def _check_size(size: int, source: str) -> None:
+    # checked before reading, so a forged tar header cannot make us read gigabytes
+    if size % _RECORD:
+        raise DataError(f"{source}: {size} bytes is not a whole number of {_RECORD}-byte "
+                        "records (truncated, or not a CIFAR-10 binary batch)")
+    if size // _RECORD != _RECORDS:
+        raise DataError(f"{source}: {size // _RECORD} records, expected {_RECORDS:,} "
+                        "(truncated, or not a CIFAR-10 binary batch)")
 
 
-class _Global:
-    """Stand-in for one allowed global. A fresh one per ``find_class`` call, so nothing a
-    pickle does to it outlives the load; BUILD on it (setting its state) is refused."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __call__(self, *args: Any) -> Any:
-        raise _Refused(f"call of {self.name}")
-
-    def __setstate__(self, state: Any) -> None:
-        raise _Refused(f"setting the state of {self.name}")
-
-
-class _NdarrayClass(_Global):
-    """``numpy.ndarray``: only ever passed to ``_reconstruct``, never called."""
-
-    __slots__ = ()
-
-
-class _Latin1Encode(_Global):
-    """``_codecs.encode``: how Python 3 writes ``bytes`` into protocol 0-2 pickles."""
-
-    __slots__ = ()
-
-    def __call__(self, *args: Any) -> bytes:
-        if (len(args) != 2 or not isinstance(args[0], str)
-                or args[1] not in ("latin1", "latin-1")):
-            raise _Refused(f"{self.name} other than (str, 'latin1')")
-        return args[0].encode("latin-1")
-
-
-class _DtypeStub:
-    """A pickled ``numpy.dtype``: plain numbers only (no objects, fields or sub-arrays)."""
-
-    __slots__ = ("dtype",)
-
-    def __init__(self, dtype: np.dtype) -> None:
-        self.dtype = dtype
-
-    def __setstate__(self, state: Any) -> None:
-        # (version, byte order, subarray, names, fields, itemsize, alignment, flags[, meta])
-        if not (isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4)):
-            raise _Refused(f"dtype state {_short(state)}")
-        order = state[1].decode("ascii") if isinstance(state[1], bytes) else state[1]
-        if order not in ("<", ">", "|", "=") or any(s is not None for s in state[2:5]):
-            raise _Refused(f"dtype state {_short(state)}")
-        if len(state) == 9 and state[8] is not None:
-            raise _Refused("dtype metadata")
-        if order in ("<", ">"):
-            self.dtype = self.dtype.newbyteorder(order)
-
-
-class _DtypeClass(_Global):
-    """``numpy.dtype``: called as ``dtype(code, align, copy)``."""
-
-    __slots__ = ()
-
-    def __call__(self, *args: Any) -> _DtypeStub:
-        code = args[0] if args else None
-        if isinstance(code, bytes):  # a Python 2 str read with encoding="bytes"
-            code = code.decode("ascii", errors="replace")
-        if not isinstance(code, str) or len(code) > 8:
-            raise _Refused(f"numpy.dtype({_short(code)})")
-        try:
-            dt = np.dtype(code)
-        except (TypeError, ValueError):
-            raise _Refused(f"numpy.dtype({code!r})") from None
-        if dt.kind not in "biuf" or dt.fields is not None or dt.subdtype is not None:
-            raise _Refused(f"numpy.dtype({code!r}): only plain numeric dtypes")
-        return _DtypeStub(dt)
-
-
-class _ArrayStub:
-    """What ``_reconstruct`` returns; BUILD then hands it the array's pickled state."""
-
-    __slots__ = ("array",)
-
-    def __init__(self) -> None:
-        self.array: np.ndarray | None = None
-
-    def __setstate__(self, state: Any) -> None:
-        # (version, shape, dtype, fortran order, raw bytes); very old pickles omit version
-        if isinstance(state, tuple) and len(state) == 5 and state[0] == 1:
-            state = state[1:]
-        if not (isinstance(state, tuple) and len(state) == 4):
-            raise _Refused(f"array state of type {type(state).__name__}")
-        shape, dtype, fortran, raw = state
-        if not (isinstance(shape, tuple) and len(shape) <= _MAX_DIMS
-                and all(type(d) is int and d >= 0 for d in shape)):
-            raise _Refused(f"array shape {_short(shape)}")
-        if not isinstance(dtype, _DtypeStub) or not isinstance(fortran, bool | int):
-            raise _Refused("array state without a plain dtype")
-        if not isinstance(raw, bytes):
-            raise _Refused(f"array data of type {type(raw).__name__}")
-        if len(raw) != math.prod(shape) * dtype.dtype.itemsize:
-            raise _Refused(f"array data of {len(raw)} bytes for shape {shape} {dtype.dtype}")
-        self.array = np.frombuffer(raw, dtype=dtype.dtype).reshape(
-            shape, order="F" if fortran else "C")
-
-
-class _Reconstruct(_Global):
-    """``numpy.core.multiarray._reconstruct(ndarray, (0,), b"b")``: an empty array to fill."""
-
-    __slots__ = ()
-
-    def __call__(self, *args: Any) -> _ArrayStub:
-        # shape and typecode here are placeholders that the state set next replaces
-        if not args or not isinstance(args[0], _NdarrayClass):
-            raise _Refused(f"{self.name} of anything but numpy.ndarray")
-        return _ArrayStub()
-
-
-# The only globals a batch needs: numpy's array reconstruction (module named as numpy 1
-# and numpy 2 write it) and, in pickles written by Python 3, the bytes encoder.
-_ALLOWED: dict[str, type[_Global]] = {
-    "numpy.core.multiarray._reconstruct": _Reconstruct,
-    "numpy._core.multiarray._reconstruct": _Reconstruct,
-    "numpy.ndarray": _NdarrayClass,
-    "numpy.dtype": _DtypeClass,
-    "_codecs.encode": _Latin1Encode,
-}
-
-
-class _BatchUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        key = f"{module}.{name}"
-        if key not in _ALLOWED:
-            raise _Refused(f"global {key}")
-        return _ALLOWED[key](key)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _unpickle(fh: BinaryIO, source: str) -> Any:
-    try:
-        # encoding="bytes": the batches were written by Python 2, whose str is bytes
-        return _BatchUnpickler(fh, encoding="bytes").load()
-    except _Refused as exc:
-        raise DataError(f"{source}: refused to unpickle {exc} "
-                        "(a CIFAR-10 batch holds only arrays, lists and strings)") from None
-    except RecursionError:
-        raise DataError(f"{source}: pickle nested too deeply to be a CIFAR-10 batch") from None
-    except Exception as exc:  # any failure to parse untrusted bytes means a bad file
-        raise DataError(f"{source}: not a readable pickle "
-                        f"({type(exc).__name__}: {' '.join(str(exc).split())})") from None
-
-
-def _field(batch: dict, key: str) -> Any:
-    # Python 2 wrote the keys as str, which encoding="bytes" reads as bytes
-    value = batch.get(key.encode(), batch.get(key))
-    return value.array if isinstance(value, _ArrayStub) else value
-
-
-def _batch_arrays(obj: Any, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """``data`` as uint8 (n, 3072) and ``labels`` as int64 (n,), checked."""
-    if not isinstance(obj, dict):
-        raise DataError(f"{source}: expected a dict with data and labels, "
-                        f"got {type(obj).__name__}")
-    data, labels = _field(obj, "data"), _field(obj, "labels")
-    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
-            and data.shape[1] == _PIXELS):
-        got = (f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray)
-               else type(data).__name__)
-        raise DataError(f"{source}: expected data as uint8 (n, {_PIXELS}), got {got}")
-    if isinstance(labels, np.ndarray):
-        labels = labels.tolist()
-    if not (isinstance(labels, list) and all(type(y) is int for y in labels)):
-        raise DataError(f"{source}: expected labels as a list of ints")
-    y = np.asarray(labels, dtype=np.int64)
-    if y.shape != (data.shape[0],):
-        raise DataError(f"{source}: {y.shape[0]} labels for {data.shape[0]} images")
-    if y.size and not (0 <= y.min() and y.max() < len(CIFAR10_CLASSES)):
-        raise DataError(f"{source}: labels outside 0..{len(CIFAR10_CLASSES) - 1}")
-    return data, y
+def _parse(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels as uint8 (n, 3072) and labels as int64 (n,), checked."""
+    _check_size(len(raw), source)
+    records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, _RECORD)
+    labels = records[:, 0]
+    bad = np.flatnonzero(labels >= len(CIFAR10_CLASSES))
+    if bad.size:
+        raise DataError(f"{source}: record {bad[0]} has label {labels[bad[0]]}, expected "
+                        f"0..{len(CIFAR10_CLASSES) - 1} (not a CIFAR-10 binary batch)")
+    return records[:, 1:], labels.astype(np.int64)
 
 
 # --- reading archives and folders --------------------------------------------------------
 
 
 def _member_batch(archive: Path, name: str) -> str | None:
-    """The batch a member holds (e.g. "test_batch"), or None; unsafe names are refused."""
+    """The batch a member holds (e.g. "test_batch.bin"), or None; unsafe names are refused."""
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts:
         raise DataError(f"{archive}: refusing member with an unsafe path {name!r}")
@@ -252,6 +90,27 @@ def _member_batch(archive: Path, name: str) -> str | None:
     if len(parts) == 2 and parts[0] == CIFAR10_MEMBER_DIR:
         return parts[1]
     return None
+
+
+def _kind(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return "symbolic link"
+    if member.islnk():
+        return "hard link"
+    if member.isdev():
+        return "device or FIFO"
+    return f"type {member.type!r}"
+
+
+def _check_md5(archive: Path) -> None:
+    expected = CIFAR10_FILES.get(archive.name)
+    if expected is None:
+        return
+    got = md5sum(archive)
+    if got != expected.lower():
+        raise DataError(f"{archive}: MD5 {got}, expected {expected} for the official "
+                        f"{archive.name} (damaged or another file; fetch it again from "
+                        f"{CIFAR10_PAGE})")
 
 
 def _read_archive(archive: Path, wanted: Sequence[str]) -> dict[str, tuple[np.ndarray, ...]]:
@@ -262,19 +121,22 @@ def _read_archive(archive: Path, wanted: Sequence[str]) -> dict[str, tuple[np.nd
         with tarfile.open(archive, mode="r|gz") as tar:
             for member in tar:
                 batch = _member_batch(archive, member.name)
+                source = f"{archive}:{member.name}"
+                if member.isdir():
+                    continue
+                # a link's target is resolved by whoever extracts it, not by us: nothing
+                # but plain files belongs in this archive, so anything else is a bad sign
+                if not member.isfile():
+                    raise DataError(f"{source}: refusing a {_kind(member)} member "
+                                    "(the archive holds only regular files)")
                 if batch not in wanted:
                     continue
-                source = f"{archive}:{member.name}"
                 if batch in found:
                     raise DataError(f"{source}: member appears twice")
-                if not member.isfile():
-                    raise DataError(f"{source}: expected a regular file")
-                if member.size > _MAX_BATCH_BYTES:
-                    raise DataError(f"{source}: {member.size} bytes is too large for a batch")
-                # read whole, then parse: a damaged stream then reads as a damaged archive,
-                # not as a damaged pickle
+                _check_size(member.size, source)
+                # read whole, then parse: a damaged stream then reads as a damaged archive
                 raw = tar.extractfile(member).read()
-                found[batch] = _batch_arrays(_unpickle(io.BytesIO(raw), source), source)
+                found[batch] = _parse(raw, source)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise DataError(f"{archive}: corrupt or truncated archive ({reason})") from None
@@ -288,10 +150,8 @@ def _read_folder(folder: Path, wanted: Sequence[str]) -> dict[str, tuple[np.ndar
     found = {}
     for batch in wanted:
         path = folder / batch
-        if path.stat().st_size > _MAX_BATCH_BYTES:
-            raise DataError(f"{path}: {path.stat().st_size} bytes is too large for a batch")
-        with path.open("rb") as fh:
-            found[batch] = _batch_arrays(_unpickle(fh, str(path)), str(path))
+        _check_size(path.stat().st_size, str(path))
+        found[batch] = _parse(path.read_bytes(), str(path))
     return found
 
 
@@ -306,15 +166,33 @@ def _find(dirs: Sequence[Path], wanted: Sequence[str]) -> Path | None:
     return None
 
 
+def _find_pickled(dirs: Sequence[Path]) -> Path | None:
+    for d in dirs:
+        for path in (d / _PICKLED_ARCHIVE, d / _PICKLED_DIR,
+                     *(d / b for b in _PICKLED_BATCHES)):
+            if path.exists():
+                return path
+    return None
+
+
+def _refuse_pickled(dirs: Sequence[Path]) -> None:
+    path = _find_pickled(dirs)
+    if path is not None:
+        raise DataError(
+            f"{path}: the CIFAR-10 python version (pickled batches) is not read, since "
+            f"unpickling can run code; use {CIFAR10_ARCHIVE} (the binary version, from "
+            f"{CIFAR10_PAGE}) instead")
+
+
 def load_cifar10(data_dir: str | None, split: str,
                  mirrors: Sequence[str] | None = None) -> ImageDataset:
     """CIFAR-10 ``split`` (train: 50,000, test: 10,000, all: both) as uint8 (N, 3, 32, 32).
 
     Looks in ``data_dir`` (when given), else ``$GANFORGE_DATA``, then the cache, each
-    directly and in a ``cifar10`` subfolder, for the archive or its extracted batch folder;
-    else downloads the archive (MD5-checked) into ``data_dir``, or ``<cache>/cifar10``.
-    ``mirrors`` (base URLs) replace the official one; without them ``$GANFORGE_MIRRORS``
-    does, if set.
+    directly and in a ``cifar10`` subfolder, for the binary archive (MD5-checked) or its
+    extracted batch folder; else downloads the archive (MD5-checked) into ``data_dir``, or
+    ``<cache>/cifar10``. ``mirrors`` (base URLs) replace the official one; without them
+    ``$GANFORGE_MIRRORS`` does, if set.
     """
     if split not in CIFAR10_SPLITS:
         raise GanforgeError(f"cifar10: split must be one of {', '.join(CIFAR10_SPLITS)}, "
@@ -323,7 +201,13 @@ def load_cifar10(data_dir: str | None, split: str,
     roots, dirs, dest = search_dirs("cifar10", data_dir)
 
     source = _find(dirs, wanted)
+    verified = False
     if source is None:
+        # A pickled copy where the user keeps data is a mistake worth saying; one in the
+        # cache is an older ganforge's download, which the binary archive simply replaces.
+        cache = cache_dir().resolve()
+        _refuse_pickled(dirs if data_dir is not None
+                        else [d for d in dirs if not d.resolve().is_relative_to(cache)])
         # an explicit list is the caller's choice; only the default yields to the environment
         urls = list(mirrors) if mirrors is not None else mirrors_from_env(CIFAR10_MIRRORS)
         try:
@@ -332,13 +216,17 @@ def load_cifar10(data_dir: str | None, split: str,
             where = ", ".join(str(d) for d in roots)
             raise DataError(
                 f"cifar10 ({split}): {CIFAR10_ARCHIVE} not found in {where} and the download "
-                f"failed ({exc}); put the archive there or pass --data-dir"
+                f"failed ({exc}); put the archive there (from {CIFAR10_PAGE}) or pass "
+                "--data-dir"
             ) from None
+        verified = True  # download_file checked the MD5 of what it fetched or found
 
     if source.is_dir():
         batches = _read_folder(source, wanted)
         files = [str(source / b) for b in wanted]
     else:
+        if not verified:
+            _check_md5(source)
         batches = _read_archive(source, wanted)
         files = [str(source)]
     x = np.concatenate([batches[b][0] for b in wanted]).reshape(-1, 3, 32, 32)
