@@ -55,7 +55,7 @@ def _fast_losses(trainer, steps, staged=False):
         else:
             trainer.step()
         trainer.counts = [1, 1]
-        row = trainer.read_stats()
+        row = trainer.read_stats()[0]
         out.append((row["d_loss"], row["g_loss"]))
     return out
 

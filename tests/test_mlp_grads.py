@@ -15,8 +15,8 @@ from ganforge.data import load_dataset
 from ganforge.errors import GanforgeError
 from ganforge.losses import OBJECTIVES
 from ganforge.mlp_grads import Chain, MLPGradients
-from ganforge.optim import lean_step
-from ganforge.sweep import StackedAdam, StackedMLP, SweepTrainer, expand_runs
+from ganforge.optim import lean_step, runs_step
+from ganforge.stack import run_views
 from ganforge.train import Trainer
 
 OBJECTIVE_NAMES = ("nonsaturating", "minimax", "least-squares", "hinge", "wasserstein")
@@ -82,34 +82,42 @@ def test_closed_form_loss_gradients_keep_their_precision_when_d_is_sure(name):
     assert g_loss.item() == pytest.approx(objective.g_loss(logits).item())
 
 
-def test_stacked_hand_gradients_are_each_runs_own():
+def _stacked_chain(nets: list[nn.Sequential]) -> Chain:
+    """R chains' weights stacked along a run axis, (R, out, in), as ganforge.stack holds them."""
+    chains = [Chain.of(n) for n in nets]
+    Ws = [nn.Parameter(torch.stack([c.layers[i][0].detach() for c in chains]))
+          for i in range(len(chains[0].layers))]
+    bs = [nn.Parameter(torch.stack([c.layers[i][1].detach() for c in chains]))
+          for i in range(len(chains[0].layers))]
+    return Chain(Ws, bs, [a for _, _, a in chains[0].layers], stacked=True)
+
+
+@pytest.mark.parametrize("device_loops", [True, False])
+def test_stacked_hand_gradients_are_each_runs_own(monkeypatch, device_loops):
+    """Both stacked paths: the CPU's run-by-run products and the batched one GPUs take."""
+    import ganforge.mlp_grads as mg
+
+    monkeypatch.setattr(mg, "_loops", lambda t: device_loops)
     nets = [_nets() for _ in range(3)]
     for k, (G, D) in enumerate(nets):  # three different GANs
         with torch.no_grad():
             for p in [*G.parameters(), *D.parameters()]:
                 p.add_(0.1 * k)
     objective = OBJECTIVES.get("nonsaturating")()
-    SG = StackedMLP([_wrap(G) for G, _ in nets])
-    SD = StackedMLP([_wrap(D) for _, D in nets])
+    SG, SD = _stacked_chain([G for G, _ in nets]), _stacked_chain([D for _, D in nets])
     gen = torch.Generator().manual_seed(2)
     real = torch.rand(3, 10, 12, generator=gen, dtype=torch.float64)
     z = torch.randn(2, 3, 10, 6, generator=gen, dtype=torch.float64)
-    hand = MLPGradients(SG.chain(), SD.chain(), objective)
+    hand = MLPGradients(SG, SD, objective)
     d_loss, _ = hand.d_backward(real, z[0])
     g_loss = hand.g_backward(z[1])
     for k, (G, D) in enumerate(nets):
         want = _autograd_grads(G, D, objective, real[k], z[0, k], z[1, k])
         assert d_loss[k].item() == pytest.approx(want[0].item(), rel=1e-12)
         assert g_loss[k].item() == pytest.approx(want[2].item(), rel=1e-12)
-        for W, b, (gw, gb) in ((SD.W[0], SD.b[0], want[1][:2]), (SG.W[1], SG.b[1], want[3][2:])):
-            torch.testing.assert_close(W.grad[k], gw.t(), rtol=1e-10, atol=1e-12)
-            torch.testing.assert_close(b.grad[k, 0], gb, rtol=1e-10, atol=1e-12)
-
-
-def _wrap(seq: nn.Sequential) -> nn.Module:
-    m = nn.Module()
-    m.net = seq
-    return m
+        for (W, b, _), (gw, gb) in ((SD.layers[0], want[1][:2]), (SG.layers[1], want[3][2:])):
+            torch.testing.assert_close(W.grad[k], gw, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(b.grad[k], gb, rtol=1e-10, atol=1e-12)
 
 
 def _cfg(**kw):
@@ -122,7 +130,7 @@ def _losses(cfg, data, steps):
     for _ in range(steps):
         t.step()
         t.counts = [1, 1]
-        rows.append(t.read_stats())
+        rows.append(t.read_stats()[0])
     return t, rows
 
 
@@ -194,31 +202,34 @@ def test_lean_adam_step_is_torchs_fused_adam():
     assert lean_step(sgd) == sgd.step
 
 
-def test_stacked_adam_fused_cpu_update_equals_the_foreach_one():
+def test_run_optimisers_over_slices_equal_single_runs_adam():
+    """R runs' own torch Adams over their slices of the stack, grouped into fused calls where
+    their settings agree, update exactly as R separate single-run Adams do."""
     torch.manual_seed(0)
-    shapes = [(4, 5, 3), (4, 1, 3)]
-    lr = torch.tensor([1e-2, 2e-3, 1e-2, 5e-4]).view(-1, 1, 1)
-    params = [[nn.Parameter(torch.randn(s)) for s in shapes] for _ in range(2)]
-    for p, q in zip(*params, strict=True):
-        q.data.copy_(p.data)
-    fused, foreach = StackedAdam(params[0], lr, [0.5, 0.999]), StackedAdam(params[1], lr,
-                                                                           [0.5, 0.999])
-    foreach.groups = {}  # force the multi-tensor path (what CUDA runs)
-    assert list(fused.groups.values()) == [[0, 2], [1], [3]]  # one fused call per rate
+    R, lrs = 4, [1e-2, 2e-3, 1e-2, 5e-4]
+    stack = nn.Sequential(nn.Linear(3, 5))
+    with torch.no_grad():
+        stacked = [nn.Parameter(torch.randn(R, *p.shape)) for p in stack.parameters()]
+    holder = nn.Module()
+    holder.params = nn.ParameterList(stacked)
+    views = run_views(holder, R)
+    opts = [torch.optim.Adam(v, lr=lr, betas=(0.5, 0.999), fused=True)
+            for v, lr in zip(views, lrs, strict=True)]
+    singles = [[nn.Parameter(p[k].detach().clone()) for p in stacked] for k in range(R)]
+    single_opts = [torch.optim.Adam(ps, lr=lr, betas=(0.5, 0.999), fused=True)
+                   for ps, lr in zip(singles, lrs, strict=True)]
+    steps = [lean_step(o) for o in single_opts]
+    step = runs_step(opts, views, stacked)
     for _ in range(20):
-        grads = [torch.randn(s) for s in shapes]
-        for opt, ps in ((fused, params[0]), (foreach, params[1])):
-            for p, g in zip(ps, grads, strict=True):
-                p.grad = g.clone()
-            opt.step()
-    for p, q in zip(*params, strict=True):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
-
-
-def test_compiled_cpu_sweep_keeps_the_multi_tensor_adam():
-    cfg = resolve("toy-1d", overrides={"device": "cpu", "batch_size": 16, "compile": True})
-    trainer = SweepTrainer(expand_runs(cfg, 2, {}), load_dataset(cfg), torch.device("cpu"))
-    assert trainer.opt_d.groups == {} and trainer.by_hand is not None
-    for _ in range(3):
-        trainer.step()
-    assert all(torch.isfinite(p).all() for p in trainer.G.parameters())
+        grads = [torch.randn(R, *p.shape[1:]) for p in stacked]
+        for p, g in zip(stacked, grads, strict=True):
+            p.grad = g.clone()
+        step()
+        for k in range(R):
+            for p, g in zip(singles[k], grads, strict=True):
+                p.grad = g[k].clone()
+            steps[k]()
+    for k in range(R):
+        for p, q in zip(stacked, singles[k], strict=True):
+            assert torch.equal(p[k], q)  # bit for bit
+        assert float(opts[k].state_dict()["state"][0]["step"]) == 20

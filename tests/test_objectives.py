@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from ganforge.config import resolve
-from ganforge.losses import BEGAN, OBJECTIVES, Wasserstein, build_objective
-from ganforge.regularisers import gradient_penalty, r1_penalty
+from ganforge.losses import BEGAN, OBJECTIVES, build_objective
+from ganforge.penalties import clip_weights, gradient_penalty, r1_penalty
 
 REAL = torch.tensor([2.0, -1.0, 0.5], dtype=torch.float64)
 FAKE = torch.tensor([-3.0, 0.0, 1.5], dtype=torch.float64)
@@ -91,7 +91,7 @@ def test_weight_clipping_bounds_every_critic_parameter():
     with torch.no_grad():
         for p in D.parameters():
             p.mul_(100)
-    Wasserstein(clip=0.01).after_d_step(D, torch.zeros(1), torch.zeros(1))
+    clip_weights(D, 0.01)
     assert all(p.abs().max() <= 0.01 for p in D.parameters())
     assert any(p.abs().max() == 0.01 for p in D.parameters())
 
@@ -123,10 +123,18 @@ def test_began_training_logs_k_and_convergence_in_range(tmp_path):
 
 
 def test_objective_hyper_parameters_come_from_the_config():
-    assert build_objective(resolve(overrides={"objective": "wasserstein", "clip": 0.05})).clip \
-        == 0.05
-    assert build_objective(resolve(overrides={"objective": "wgan-gp", "gp_lambda": 3.0})) \
-        .gradient_penalty == 3.0
+    from ganforge.penalties import active_penalties, weight
+
+    cfg = resolve(overrides={"objective": "wasserstein", "clip": 0.05})
+    assert active_penalties([cfg], build_objective(cfg).penalties) == ["clip"]
+    assert weight("clip", [cfg], torch.device("cpu")) == 0.05
+    cfg = resolve(overrides={"objective": "wgan-gp", "gp_lambda": 3.0, "r1_gamma": 2.0})
+    assert active_penalties([cfg], build_objective(cfg).penalties) == ["gp", "r1"]
+    assert weight("gp", [cfg], torch.device("cpu")) == 3.0
+    assert weight("r1", [cfg], torch.device("cpu")) == 1.0  # gamma / 2
+    b = build_objective(resolve(overrides={"objective": "began", "model": "mlp-began",
+                                           "began_gamma": 0.7}))
+    assert b.gamma == 0.7
 
 
 def test_began_state_loads_in_place():

@@ -35,7 +35,8 @@ def _add_train(sub: argparse._SubParsersAction, name: str = "train") -> argparse
         p = sub.add_parser("sweep", help="train many independent GANs at once (vectorised)",
                            description="Train --runs GANs of one MLP preset in one process, "
                            "stacked: run k gets seed SEED+k and combination k of the --vary "
-                           "values, and a run folder of its own under --out.")
+                           "values (their product: a grid), and a run folder of its own under "
+                           "--out; summary.json/csv say which run did best.")
     for name, kind in TRAIN_FLAGS.items():
         flag = "--" + name.replace("_", "-")
         metavar = {"str": "NAME", "int": "N"}[kind.__name__]
@@ -53,15 +54,15 @@ def _add_train(sub: argparse._SubParsersAction, name: str = "train") -> argparse
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run in a non-empty --out folder")
+    p.add_argument("--resume", metavar="RUN_DIR" if name == "train" else "SWEEP_DIR",
+                   default=None, help="continue that run (or sweep) in its folder from its "
+                   "latest checkpoint (with --steps N to train it further)")
+    p.add_argument("--on-nan", dest="on_nan", default=None, metavar="stop|rollback",
+                   help="on a non-finite loss: stop (default) or roll back to the last good "
+                   "checkpoint with lower learning rates (in a sweep: of the run that failed)")
+    p.add_argument("--tensorboard", default=None, metavar="auto|on|off",
+                   help="TensorBoard logs in RUN/tensorboard (auto: when installed)")
     if p.prog.endswith("train"):
-        p.add_argument("--resume", metavar="RUN_DIR", default=None,
-                       help="continue that run in its folder from its latest checkpoint "
-                       "(with --steps N to train it further)")
-        p.add_argument("--on-nan", dest="on_nan", default=None, metavar="stop|rollback",
-                       help="on a non-finite loss: stop (default) or roll back to the last good "
-                       "checkpoint with lower learning rates")
-        p.add_argument("--tensorboard", default=None, metavar="auto|on|off",
-                       help="TensorBoard logs in RUN/tensorboard (auto: when installed)")
         p.add_argument("--nproc", type=int, default=None, metavar="N",
                        help="train with N data-parallel processes on this machine (starts "
                        "torchrun; --batch-size is the global batch)")
