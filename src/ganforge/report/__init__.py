@@ -16,6 +16,10 @@ from .charts import Line, svg_chart
 from .page import render, write_report
 from .relevance import MATTERS_WHEN, matters, preset_values
 from .rundir import MAX_FRAMES, RunData, load_run, subsample
+from .sweep_data import SUMMARY_FORMAT, SweepData, SweepRow, is_sweep_dir, load_sweep, pick_best
+from .sweep_page import render_sweep, write_sweep_report
 
-__all__ = ["MATTERS_WHEN", "MAX_FRAMES", "Line", "RunData", "load_run", "matters",
-           "preset_values", "render", "subsample", "svg_chart", "write_report"]
+__all__ = ["MATTERS_WHEN", "MAX_FRAMES", "SUMMARY_FORMAT", "Line", "RunData", "SweepData",
+           "SweepRow", "is_sweep_dir", "load_run", "load_sweep", "matters", "pick_best",
+           "preset_values", "render", "render_sweep", "subsample", "svg_chart",
+           "write_report", "write_sweep_report"]

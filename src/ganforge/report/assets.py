@@ -1,6 +1,10 @@
-"""The pages' inline stylesheet and script."""
+"""The pages' inline stylesheet and script, and the HTML document around a page's body."""
 
 from __future__ import annotations
+
+import datetime
+
+from .parts import _esc
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
@@ -84,3 +88,21 @@ document.querySelectorAll('.only-diff').forEach(function (box) {
   });
 });
 """
+
+
+def written() -> str:
+    """The header's "written ... by ganforge ..." note."""
+    from .. import __version__
+
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return f"written {_esc(stamp)} by ganforge {_esc(__version__)}"
+
+
+def document(title: str, body: str, extra_css: str = "") -> str:
+    """A whole page: ``body`` (HTML) with the stylesheet (and ``extra_css``) and the script
+    inline."""
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<link rel="icon" href="data:,"><title>{_esc(title)}</title>'
+            f"<style>{CSS}{extra_css}</style></head><body><main>{body}</main>"
+            f"<script>{JS}</script></body></html>\n")

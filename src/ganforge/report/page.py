@@ -2,54 +2,49 @@
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import GanforgeError
 from ..files import atomic_write_text, check_out
-from .assets import CSS, JS
+from .assets import document, written
 from .config_tables import _config_section, _data_section
 from .parts import COLOURS, _esc, _legend
 from .rundir import RunData, load_run
 from .samples import _run_section
 from .sections import _classes_section, _curves_section, _eval_section, _summary_section
+from .sweep_data import is_sweep_dir
+from .sweep_page import write_sweep_report
 
 
 def render(runs: list[RunData]) -> str:
     """The whole page for already-loaded runs."""
-    from .. import __version__
-
     several = len(runs) > 1
     title = "ganforge report: " + (runs[0].name if not several else f"{len(runs)} runs")
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     legend = ""
     if several:
         legend = _legend([(r.name, COLOURS[i % len(COLOURS)], False)
                           for i, r in enumerate(runs)])
     body = [f"<header><h1>{_esc(title)}</h1><p class=\"sub\">"
             + _esc(", ".join(str(r.dir) for r in runs))
-            + f" &middot; written {_esc(stamp)} by ganforge {_esc(__version__)}</p>"
-            + legend + "</header>",
+            + f" &middot; {written()}</p>" + legend + "</header>",
             _summary_section(runs), _curves_section(runs), _eval_section(runs),
             _classes_section(runs)]
     body += [_run_section(r, i, several) for i, r in enumerate(runs)]
     body += [_config_section(runs), _data_section(runs)]
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<link rel="icon" href="data:,"><title>{_esc(title)}</title>'
-            f"<style>{CSS}</style></head><body><main>{''.join(body)}</main>"
-            f"<script>{JS}</script></body></html>\n")
+    return document(title, "".join(body))
 
 
 def write_report(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> Path:
     """Write one self-contained ``report.html`` about ``run_dirs`` and return its path.
 
     ``out`` defaults to ``RUN_DIR/report.html`` for one run and ``./report.html`` for several.
+    One sweep folder (it has a sweep.json) gets the sweep's page, one row per run.
     """
-
     if not run_dirs:
         raise GanforgeError("report: no RUN_DIR given")
+    if len(run_dirs) == 1 and is_sweep_dir(run_dirs[0]):
+        return write_sweep_report(run_dirs[0], out)
     runs = [load_run(d) for d in run_dirs]
     seen: dict[str, int] = {}
     for r in runs:  # two folders of the same name (sweeps, copies): keep the legend readable

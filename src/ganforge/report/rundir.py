@@ -40,6 +40,9 @@ def load_run(path: str | Path) -> RunData:
     if not d.is_dir():
         raise GanforgeError(f"RUN_DIR {d}: not a folder (expected a ganforge run folder)")
     cfg_path = d / "config.json"
+    if not cfg_path.is_file() and (d / "sweep.json").is_file():
+        raise GanforgeError(f"RUN_DIR {d}: a sweep folder (sweep.json); report it on its own "
+                            f"(ganforge report {d}) or name its run-NNN folders")
     if not cfg_path.is_file():
         raise GanforgeError(f"RUN_DIR {d}: not a ganforge run folder (no config.json)")
     try:
