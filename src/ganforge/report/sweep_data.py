@@ -199,8 +199,8 @@ def _rows_from_summary(summary: Any, loaded: dict[str, RunData | str]
             return None, f"runs[{i}] is not a JSON object"
         k = e["run"] if isinstance(e.get("run"), int) and not isinstance(e["run"], bool) else i
         name = e.get("dir") if isinstance(e.get("dir"), str) else f"run-{k:03d}"
-        # only a plain run-NNN name picks a folder: the summary cannot point outside the sweep
-        found = loaded.get(name) if RUN_DIR_RE.match(name) else None
+        # only the sweep's own run-NNN folders are looked up: a summary cannot point elsewhere
+        found = loaded.get(Path(name).name) if RUN_DIR_RE.match(Path(name).name) else None
         if found is None:
             found = f"no run folder {name}"
         row = SweepRow(run=k, dir=name, seed=e.get("seed"), varied=_dict(e.get("varied")),
