@@ -376,14 +376,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the metrics as JSON here (default RUN_DIR/eval.json)")
     _add_offline(p)
     p.set_defaults(func=cmd_eval)
-    p = sub.add_parser("report", help="one self-contained HTML page about one or more runs",
+    p = sub.add_parser("report", help="one self-contained HTML page about one or more runs, "
+                       "or a sweep",
                        description="Write report.html: config, loss and metric curves, "
                        "samples with a snapshot player, warnings; several runs are overlaid "
-                       "and compared side by side. Works offline: everything is inlined.")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+                       "and compared side by side. A sweep folder (one with sweep.json) gets "
+                       "one row per run, the best run marked, and each run's latest samples. "
+                       "Works offline: everything is inlined.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="run folder(s), or one sweep folder")
     p.add_argument("--out", default=None, metavar="FILE",
-                   help="output .html (default RUN_DIR/report.html for one run, "
-                   "./report.html for several)")
+                   help="output .html (default RUN_DIR/report.html for one run or sweep, "
+                   "./report.html for several runs)")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("classifier", help="the evaluation classifiers (LeNet)",
                        description="The LeNet classifiers whose features the MNIST-like "
