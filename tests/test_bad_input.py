@@ -341,9 +341,9 @@ TABLE = [
                              "--overwrite"), "--runs", "0"), id="sweep-runs-0"),
     pytest.param(in_process(("sweep", "--preset", "toy-1d", "--vary", "beta=1,2", "--out",
                              "{run}", "--overwrite"), "--vary beta"), id="sweep-vary-unknown"),
-    pytest.param(in_process(("sweep", "--preset", "toy-1d", "--set", "objective=wasserstein",
+    pytest.param(in_process(("sweep", "--preset", "toy-1d", "--set", "pac=2",
                              "--runs", "2", "--out", "{run}", "--overwrite"), "sweep",
-                            "objectives"), id="sweep-objective-not-stackable"),
+                            "pac do not stack"), id="sweep-remedy-not-stackable"),
     # resume (rows guarded by the flag's presence in `ganforge train --help`)
     pytest.param(Row(("train", "--resume", "{tmp}/notarun"), ("{tmp}/notarun",), not_a_run),
                  id="resume-not-a-run", marks=needs_resume),

@@ -139,6 +139,7 @@ def test_sweep_command_writes_one_run_folder_per_gan(tmp_path):
                  "--steps", "40", "--log-every", "20", "--sample-every", "20", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["run-000", "run-001", "run-002",
+                                                      "summary.csv", "summary.json",
                                                       "sweep.json"]
     cfgs = [json.loads((out / f"run-00{k}" / "config.json").read_text()) for k in range(3)]
     assert [(c["seed"], c["g_lr"]) for c in cfgs] == [(0, 1e-3), (1, 5e-4), (2, 1e-3)]
@@ -147,4 +148,5 @@ def test_sweep_command_writes_one_run_folder_per_gan(tmp_path):
         assert [json.loads(x)["step"] for x in rows] == [20, 40]
     r = ganforge("sweep", "--preset", "dcgan-mnist", "--runs", "2", "--steps", "1",
                  "--out", str(tmp_path / "bad"))
-    assert r.returncode == 2 and "cannot be stacked" in r.stderr
+    assert r.returncode == 2 and "does not stack" in r.stderr
+    assert not (tmp_path / "bad").exists()

@@ -162,8 +162,8 @@ def test_by_hand_is_the_cpu_default_and_refuses_what_it_cannot_do(tmp_path):
         record = json.loads((run.dir / "config.json").read_text())
         assert record["data_used"]["backward"] == path  # which path ran, in the run folder
     for change, what in (({"model": "dcgan"}, "model 'dcgan'"),
-                         ({"r1_gamma": 1.0}, "R1/R2"),
-                         ({"objective": "wgan-gp"}, "gradient penalties"),
+                         ({"r1_gamma": 1.0}, "the penalty r1"),
+                         ({"objective": "wgan-gp"}, "the penalty gp"),
                          ({"amp": "bf16"}, "bf16")):
         c = dataclasses.replace(cfg, **change)
         if c.model == "dcgan":

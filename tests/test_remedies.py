@@ -206,7 +206,7 @@ def test_sweep_refuses_remedies(tmp_path):
     from ganforge.sweep import sweep
 
     base = resolve("ring-8", overrides=dict(r1_gamma=0.0, pac=2, steps=2))
-    with pytest.raises(GanforgeError, match="sweep: cannot stack runs with pac yet"):
+    with pytest.raises(GanforgeError, match="sweep: runs with pac do not stack"):
         sweep(base, 2, out=str(tmp_path / "s"), progress=False)
 
 

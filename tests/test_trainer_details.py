@@ -148,3 +148,70 @@ def test_ema_follows_its_formula_by_hand(preset, overrides):
     assert any(not torch.equal(e, p) for e, p in zip(ema.parameters(), G.parameters(),
                                                        strict=True))
 
+
+
+# --- lazy R1 and the hand backward's self-check (issue 14) -----------------------------------
+def _penalty_part(trainer: Trainer, real: torch.Tensor, z: torch.Tensor) -> float:
+    """D's loss minus its objective's loss on the same batch: the penalty terms alone."""
+    loss, out = trainer._d_loss(real, None, z, None)
+    real_out, fake_out = out.chunk(2, -1)
+    return float((loss - trainer.objective.d_loss(real_out, fake_out)).detach())
+
+
+def test_lazy_r1_over_an_interval_equals_the_non_lazy_penalty():
+    """R1 every 4 D steps weighted by 4: over the 4 steps of an interval (same D, same batch)
+    it adds what the non-lazy penalty adds, applied on the first of them only."""
+    over = dict(dataset="mnist-sample", batch_size=16, r1_gamma=3.0, device="cpu")
+    lazy = Trainer(resolve("mlp-mnist", overrides={**over, "reg_interval": 4}),
+                   load_dataset(resolve("mlp-mnist", overrides=over)), CPU)
+    eager = Trainer(resolve("mlp-mnist", overrides={**over, "reg_interval": 1}), lazy.data, CPU)
+    eager.D.load_state_dict(lazy.D.state_dict())
+    eager.G.load_state_dict(lazy.G.state_dict())
+    gen = torch.Generator().manual_seed(0)
+    real = torch.rand(16, 1, 28, 28, generator=gen)
+    z = torch.rand(16, 100, generator=gen) * 2 - 1
+    parts = []
+    for d_steps in range(8):
+        lazy.d_steps = eager.d_steps = d_steps
+        parts.append((_penalty_part(lazy, real, z), _penalty_part(eager, real, z)))
+    x = real.requires_grad_(True)
+    (grad,) = torch.autograd.grad(lazy.D(x).sum(), x)
+    r1 = 1.5 * grad.flatten(1).pow(2).sum(1).mean().item()  # gamma / 2 E ||grad D(x)||^2
+    for step, (lz, eg) in enumerate(parts):
+        assert eg == pytest.approx(r1, rel=1e-4)
+        assert lz == pytest.approx(4 * r1 if step % 4 == 0 else 0.0, rel=1e-4, abs=1e-6)
+    assert sum(lz for lz, _ in parts) == pytest.approx(sum(eg for _, eg in parts), rel=1e-4)
+
+
+def test_a_hand_backward_that_disagrees_falls_back_to_autograd(monkeypatch, tmp_path):
+    """The hand-derived gradients are checked against autograd's at setup: a mutated one
+    (a wrong factor in the backward pass, or a D-loss term it does not know) falls back with
+    a note in config.json; backward=manual refuses."""
+    from ganforge import mlp_grads
+    from ganforge.errors import GanforgeError
+    from ganforge.losses import NonSaturating
+
+    over = dict(dataset="mnist-sample", batch_size=16, device="cpu")
+    cfg = resolve("mlp-mnist", overrides=over)
+    assert Trainer(cfg, load_dataset(cfg), CPU).backward_note == "by hand"
+    real_backward = mlp_grads.Chain.backward
+
+    def mutated(self, saved, grad, **kw):
+        return real_backward(self, saved, grad * 1.01, **kw)
+    with monkeypatch.context() as m:
+        m.setattr(mlp_grads.Chain, "backward", mutated)
+        t = Trainer(cfg, load_dataset(cfg), CPU)
+        assert t.by_hand is None and "disagreed" in t.backward_note
+        run = ganforge.train(cfg, steps=2, log_every=1, sample_every=2,
+                             out=str(tmp_path / "r"), progress=False)
+        note = run.dir.joinpath("config.json").read_text()
+        assert "the hand-derived gradients disagreed with autograd" in note
+        with pytest.raises(GanforgeError, match="backward=manual: the hand-derived"):
+            Trainer(resolve("mlp-mnist", overrides={**over, "backward": "manual"}),
+                    load_dataset(cfg), CPU)
+    # a new D-loss term the hand path does not cover: its closed-form gradient misses it
+    real_loss = NonSaturating.d_loss
+    with monkeypatch.context() as m:
+        m.setattr(NonSaturating, "d_loss",
+                  lambda self, r, f: real_loss(self, r, f) + 0.1 * (r ** 2).mean(-1))
+        assert Trainer(cfg, load_dataset(cfg), CPU).by_hand is None

@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint, health, trackers, viz
-from .evaluate import better, evaluate
+from .evaluate import better, check_request, evaluate, feature_net
 from .files import atomic_write_json, atomic_write_text
 from .run import Run
 
@@ -177,3 +177,11 @@ def write_summary(root: Any, slots: list[RunSlot], vary: dict[str, list[Any]],
                     (r["best"] or {}).get(rank_by, "") if rank_by else "",
                     int(r["run"] == best_run)])
     atomic_write_text(root / "summary.csv", buf.getvalue())
+
+
+def eval_features(cfg: Any, device: torch.device) -> Any:
+    """The feature network ``--eval-every`` will use, loaded before the run folder is
+    touched: a missing classifier or bad metric fails first, not after some training."""
+    if not cfg.eval_every:
+        return None
+    return feature_net(check_request(cfg, cfg.metrics, cfg.features), device)

@@ -9,12 +9,23 @@ capturable optimisers, and statistics accumulated in device tensors.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+import sys
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .errors import GanforgeError
+
 if TYPE_CHECKING:
     from .train import Trainer
+
+
+def graph_unroll_for(cfg: Any, most: int = 16) -> int:
+    """The largest divisor (<= ``most``) of the log, sample and checkpoint intervals: a
+    replay of that many iterations keeps logs, grids and checkpoints on their exact steps."""
+    g = math.gcd(cfg.log_every, cfg.sample_every, cfg.ckpt_every)
+    return max(d for d in range(1, most + 1) if g % d == 0)
 
 
 def capture_iteration(trainer: Trainer, unroll: int = 1) -> torch.cuda.CUDAGraph:
@@ -44,3 +55,39 @@ def capture_iteration(trainer: Trainer, unroll: int = 1) -> torch.cuda.CUDAGraph
         for _ in range(unroll):
             trainer.iteration()
     return graph
+
+
+def wants_graph(self: Trainer) -> bool:
+    """Whether this run replays its iterations as a CUDA graph; ``on`` where it cannot is
+    an error."""
+    mode = self.cfg.cuda_graphs
+    if mode == "on" and self.device.type != "cuda":
+        raise GanforgeError("--cuda-graphs on needs a CUDA device (try --device cuda)")
+    if self.world.distributed:  # the gradient all-reduce runs outside any graph
+        if mode == "on":
+            raise GanforgeError("--cuda-graphs on: not available with several processes")
+        return False
+    if self.cfg.unroll_steps:  # the unrolled steps draw data the replay does not stage
+        if mode == "on":
+            raise GanforgeError("--cuda-graphs on: not available with unroll_steps (the "
+                                "unrolled D steps draw batches outside the staged ones)")
+        return False
+    return mode == "on" or (mode == "auto" and self.device.type == "cuda")
+
+def setup_cuda_graph(self: Trainer, unroll: int = 1) -> str:
+    """Capture ``unroll`` iterations as one CUDA graph; call after a few eager (warm-up)
+    iterations. Returns a short note for the log: "on", or why capture fell back to eager.
+    """
+    d_steps = self.d_steps
+    try:
+        self.graph = capture_iteration(self, unroll)
+        self.graph_unroll = unroll
+        self.graph_note = f"on ({unroll} iterations per replay)"
+    except Exception as e:  # capture is an optimisation: any failure falls back to eager
+        self.graph = None
+        self.batches.make_static(0)
+        self.graph_note = f"off (capture failed: {type(e).__name__}: {str(e).splitlines()[0]})"
+        print(f"ganforge: CUDA graph capture failed, training eagerly: {self.graph_note}",
+              file=sys.stderr)
+    self.d_steps = d_steps  # capture records steps without running them
+    return self.graph_note

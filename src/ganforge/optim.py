@@ -127,3 +127,14 @@ def runs_step(opts: Sequence[torch.optim.Optimizer], views: Sequence[Sequence[to
             fused_adam_(ps, gs, ms, vs2, steps, lr=lr, betas=betas, eps=eps, weight_decay=wd)
 
     return step
+
+
+def scale_lr(opt: torch.optim.Optimizer, factor: float) -> float:
+    """Multiply an optimiser's learning rate in place; returns the new one."""
+    for group in opt.param_groups:
+        lr = group["lr"]
+        if isinstance(lr, torch.Tensor):  # capturable optimisers keep lr on the device
+            lr.mul_(factor)
+        else:
+            group["lr"] = lr * factor
+    return float(opt.param_groups[0]["lr"])

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from . import distributed
 from .diffaugment import DiffAugment
 from .errors import GanforgeError
 from .registry import Registry
@@ -32,6 +33,7 @@ from .registry import Registry
 if TYPE_CHECKING:
     from .config import Config
     from .losses import Objective
+    from .train import Trainer
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,15 @@ def check_remedies(cfg: Any, data_shape: tuple[int, ...], num_classes: int) -> N
     if getattr(cfg, "pac", 1) > 1 and num_classes and getattr(cfg, "conditional", False):
         raise GanforgeError("pac: a pack mixes samples of different classes; packing is not "
                             "supported with conditional=true")
+
+
+def check_batches(cfg: Any, local_batch: int, processes: int) -> None:
+    """Packs and minibatch-std groups are cut from each process's share of the batch."""
+    B = local_batch
+    if B % cfg.pac or (cfg.mbstd_group and (B // cfg.pac) % cfg.mbstd_group):
+        raise GanforgeError(f"pac={cfg.pac}, mbstd_group={cfg.mbstd_group}: each of the "
+                            f"{processes} processes' {B} samples must split into whole "
+                            "packs and groups")
 
 
 # --- packing ----------------------------------------------------------------------------------
@@ -227,3 +238,35 @@ def check_config(cfg: Config) -> None:
         from .diffaugment import parse_policy
 
         parse_policy(cfg.diffaugment)
+
+
+# --- unrolled steps: the Trainer's G phase when unroll_steps > 0 ------------------------------
+def unrolled_g_step(self: Trainer) -> None:
+    """G's step through an unrolled D (Metz et al. 2017): D takes ``unroll_steps`` more
+    steps on fresh batches, G's gradient is taken through that D, then D's weights, its
+    optimiser state and the objective's state are put back as they were. First order:
+    the unrolled D is treated as a constant of G's parameters (the surrogate of Metz et
+    al.'s Sec. 2.3 without the second-order term), as the reference PyTorch ports do."""
+    snapshot = DSnapshot(self.D, self.opt_d, self.objective)
+    d_steps = self.d_steps
+    for _ in range(self.cfg.unroll_steps):
+        real, y_real = self.batches.next_with_labels()
+        z, y_fake = _fresh_noise(self)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss, out = self._d_loss(real, y_real if self.num_classes else None, z, y_fake)
+        loss.backward()
+        distributed.average_gradients(self.D.parameters(), self.world)
+        self.opt_d_step()
+        self._after_d_step(out.detach())
+    self.d_steps = d_steps  # the unrolled steps are undone: they do not count
+    self.g_step()
+    snapshot.restore()
+
+def _fresh_noise(self: Trainer) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One step's noise (and labels), drawn globally and cut to this rank's share."""
+    n = self.cfg.batch_size
+    z = self._mine(self.prior(n, self.cfg.z_dim, self.gen))[0]
+    if not self.num_classes:
+        return z, None
+    y = torch.randint(self.num_classes, (n,), generator=self.gen, device=self.device)
+    return z, self._mine(y)[0]

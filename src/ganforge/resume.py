@@ -99,3 +99,27 @@ def checkpoint_step(run_dir: Path) -> set[int]:
             checkpoint.check_state(state, path, resume=True)
             steps.add(int(state["step"]))
     return steps
+
+
+def plan_resume(folder: Path, overrides: dict[str, Any]) -> tuple[
+        list[Path], bool, list[dict[str, Any]], list[Config], list[tuple[Path, dict[str, Any]]]]:
+    """What resuming ``folder`` (a run, or a sweep of runs) continues from: the run folders,
+    whether it is a sweep, their config records and configs, and each one's checkpoint."""
+    dirs = run_folders(folder)
+    sweep = dirs is not None
+    dirs = dirs or [folder]
+    records = [read_run_config(d) for d in dirs]
+    configs = [resumed_config(d, r, overrides) for d, r in zip(dirs, records, strict=True)]
+    step = None
+    if sweep:  # every run continues from the round all of them saved
+        common = set.intersection(*(checkpoint_step(d) for d in dirs))
+        if not common:
+            raise GanforgeError(f"--resume {folder}: the runs have no checkpoint of one "
+                                "iteration in common")
+        step = max(common)
+    ckpts = [load_checkpoint(d, step) for d in dirs]
+    at = int(ckpts[0][1]["step"])
+    if at >= configs[0].steps:
+        raise GanforgeError(f"--resume {folder}: the run already reached iteration {at}; "
+                            f"pass --steps N with N > {at} to train it further")
+    return dirs, sweep, records, configs, ckpts

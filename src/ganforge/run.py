@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from . import checkpoint
 from .config import Config
 from .errors import GanforgeError
 from .files import (
@@ -272,6 +273,20 @@ class Run:
     def log(self, row: dict[str, Any]) -> None:
         self.metrics.append(row)
         append_line(self.metrics_path, json.dumps(row))
+
+    def save_checkpoint(self, state: dict[str, Any], final: bool = False,
+                        keep_previous: bool = False) -> None:
+        """checkpoints/latest (and final). ``keep_previous``: the latest one before it stays
+        as checkpoints/previous (a hard link), for a sweep killed while saving: its runs
+        resume from the round all of them saved (resume.py)."""
+        if keep_previous and self.latest_checkpoint.is_file():
+            tmp = self.checkpoints_dir / ".previous.safetensors.link"
+            tmp.unlink(missing_ok=True)
+            os.link(self.latest_checkpoint, tmp)
+            os.replace(tmp, self.checkpoints_dir / "previous.safetensors")
+        checkpoint.save(self.latest_checkpoint, state)
+        if final:
+            checkpoint.save(self.final_checkpoint, state)
 
     def sync_metrics(self) -> None:
         """Make the logged rows durable before a checkpoint that a resume pairs them with."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import signal
 import sys
 import time
@@ -21,8 +20,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from . import budget, checkpoint, distributed, health, trackers
-from .callbacks import RunSlot, write_summary
+from . import budget, distributed, health, trackers
+from .callbacks import RunSlot, eval_features, write_summary
 from .config import FIELDS, Config, from_dict, resolve, validate
 from .data import load_dataset
 from .errors import GanforgeError
@@ -37,14 +36,7 @@ from .faults import (
 )
 from .files import atomic_write_json, remove_partial_writes, truncate_jsonl
 from .machine import machine_info
-from .resume import (
-    checkpoint_step,
-    load_checkpoint,
-    read_json,
-    read_run_config,
-    resumed_config,
-    run_folders,
-)
+from .resume import plan_resume, read_json
 from .run import Claim, Run, claim, claim_existing, default_out
 from .train import GRAPH_WARMUP, Trainer, graph_unroll_for, pick_device
 
@@ -97,7 +89,7 @@ class Session:
                                self.world)
         self.trainer.wants_graph()  # --cuda-graphs on without a GPU fails here
         self.data_used["backward"] = self.trainer.backward_note
-        self.features = _eval_features(self.cfg, device)  # the network of --eval-every
+        self.features = eval_features(self.cfg, device)  # the network of --eval-every
         self._diversity = health.data_diversity(self.data)
         self.slots: list[RunSlot] = []
         self.capture_at = -1  # the iteration at which the CUDA graph is captured (-1: never)
@@ -184,23 +176,7 @@ class Session:
     @classmethod
     def _resumed(cls, folder: Path, overrides: dict[str, Any], progress: bool | None,
                  lock: Claim | None) -> Session:
-        dirs = run_folders(folder)
-        sweep = dirs is not None
-        dirs = dirs or [folder]
-        records = [read_run_config(d) for d in dirs]
-        configs = [resumed_config(d, r, overrides) for d, r in zip(dirs, records, strict=True)]
-        step = None
-        if sweep:  # every run continues from the round all of them saved
-            common = set.intersection(*(checkpoint_step(d) for d in dirs))
-            if not common:
-                raise GanforgeError(f"--resume {folder}: the runs have no checkpoint of one "
-                                    "iteration in common")
-            step = max(common)
-        ckpts = [load_checkpoint(d, step) for d in dirs]
-        at = int(ckpts[0][1]["step"])
-        if at >= configs[0].steps:
-            raise GanforgeError(f"--resume {folder}: the run already reached iteration {at}; "
-                                f"pass --steps N with N > {at} to train it further")
+        dirs, sweep, records, configs, ckpts = plan_resume(folder, overrides)
         session = cls(configs, progress)
         session.claim = lock
         session.root = folder if sweep else None
@@ -411,32 +387,11 @@ class Session:
         return wrote
 
     def _save(self, slot: RunSlot, final: bool) -> None:
-        run, state = slot.run, self.state(slot)
-        run.sync_metrics()  # the rows this checkpoint's resume will keep are on disk
-        if self.trainer.R > 1 and run.latest_checkpoint.is_file():
-            # a kill while the sweep saves leaves some runs one round ahead: their previous
-            # checkpoint is the round the others have, and resume takes it (resume.py)
-            previous = run.checkpoints_dir / "previous.safetensors"
-            tmp = run.checkpoints_dir / ".previous.safetensors.link"
-            tmp.unlink(missing_ok=True)
-            os.link(run.latest_checkpoint, tmp)
-            os.replace(tmp, previous)
-        checkpoint.save(run.latest_checkpoint, state)
-        if final:
-            checkpoint.save(run.final_checkpoint, state)
+        slot.run.sync_metrics()  # the rows this checkpoint's resume will keep are on disk
+        slot.run.save_checkpoint(self.state(slot), final, keep_previous=self.trainer.R > 1)
 
 
 # --- helpers -------------------------------------------------------------------------------
-def _eval_features(cfg: Config, device: torch.device) -> Any:
-    """The feature network ``--eval-every`` will use, loaded before the run folder is
-    touched: a missing classifier or bad metric fails first, not after some training."""
-    if not cfg.eval_every:
-        return None
-    from .evaluate import check_request, feature_net
-
-    return feature_net(check_request(cfg, cfg.metrics, cfg.features), device)
-
-
 def _as_config(config: Config | dict[str, Any] | str | Path | None,
                overrides: dict[str, Any]) -> Config:
     if config is None:

@@ -14,8 +14,6 @@ waits for the host.
 from __future__ import annotations
 
 import copy
-import math
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,38 +22,24 @@ import torch
 from torch import nn
 
 from .config import Config
-from .cuda_graphs import capture_iteration
+from .cuda_graphs import graph_unroll_for, setup_cuda_graph, wants_graph
 from .data import Dataset
 from .distributed import World, average_, average_gradients, broadcast_module
 from .errors import GanforgeError
+from .hand_check import choose_backward
 from .losses import Objective, build_objective
-from .mlp_grads import MLPGradients, agree, hand_gradients
+from .machine import pick_device
 from .models import build_models
-from .optim import build_optimizer, lean_step, runs_step
+from .optim import build_optimizer, lean_step, runs_step, scale_lr
 from .penalties import PENALTIES, DBatch, active_penalties, weight
 from .priors import PRIORS
-from .remedies import DSnapshot
+from .remedies import check_batches, unrolled_g_step
 from .stack import RunBatches, check_stackable, grad_norms, run_views, stack_models
 from .trainer_state import load_run_state, run_state
 
 FIXED_NOISE_SALT = 0x5EED  # the grid's noise comes from its own stream, not the training one
 DATA_SALT = 0xDA7A  # the data-order stream's seed is derived from the run's seed
 GRAPH_WARMUP = 3  # eager iterations before capture, so lazy allocations happen outside it
-CHECK_SEED = 0xC4EC  # the hand-backward self-check's inputs: a stream no run draws from
-
-
-def graph_unroll_for(cfg: Config, most: int = 16) -> int:
-    """The largest divisor (<= ``most``) of the log, sample and checkpoint intervals."""
-    g = math.gcd(cfg.log_every, cfg.sample_every, cfg.ckpt_every)
-    return max(d for d in range(1, most + 1) if g % d == 0)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise GanforgeError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
 
 
 class Trainer:
@@ -103,7 +87,7 @@ class Trainer:
         broadcast_module(self.D, world)
         self.priors = [PRIORS.get(c.prior) for c in configs]
         self.prior = self.priors[0]
-        self._check_remedy_batches()
+        check_batches(cfg, self.local_batch, world.size)
         self._build_optimizers()
         self.G_ema: nn.Module | None = None
         if any(c.ema > 0 for c in configs):  # the EMA of G's weights: smoother samples
@@ -147,13 +131,13 @@ class Trainer:
         self.penalties = [(PENALTIES.get(n), weight(n, configs, device), n)
                           for n in active_penalties(configs, self.objective.penalties)]
         self.d_steps = 0
-        self.by_hand, self.backward_note = self._hand_gradients()
+        self.by_hand, self.backward_note = choose_backward(self)
         if self.by_hand is not None and R == 1:  # the rest of the CPU's fast path: optim.py
             self.opt_d_step, self.opt_g_step = lean_step(self.opt_d), lean_step(self.opt_g)
         # The schedule is data: each phase names its step function and how often it runs.
         self.phases: list[tuple[str, int, Callable[[], None]]] = [
             ("D", cfg.k_d, self.d_step),
-            ("G", cfg.k_g, self.unrolled_g_step if cfg.unroll_steps else self.g_step),
+            ("G", cfg.k_g, (lambda: unrolled_g_step(self)) if cfg.unroll_steps else self.g_step),
         ]
         self.step_count = 0
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -180,81 +164,6 @@ class Trainer:
         else:
             self.opt_d_step = runs_step(self.opts_d, self.d_views, list(self.D.parameters()))
             self.opt_g_step = runs_step(self.opts_g, self.g_views, list(self.G.parameters()))
-
-    def _check_remedy_batches(self) -> None:
-        """Packs and minibatch-std groups are cut from each process's share of the batch."""
-        cfg, B = self.cfg, self.local_batch
-        if B % cfg.pac or (cfg.mbstd_group and (B // cfg.pac) % cfg.mbstd_group):
-            raise GanforgeError(f"pac={cfg.pac}, mbstd_group={cfg.mbstd_group}: each of the "
-                                f"{self.world.size} processes' {B} samples must split into "
-                                "whole packs and groups")
-
-    # --- the hand-written backward -----------------------------------------------------------
-    def _hand_gradients(self) -> tuple[MLPGradients | None, str]:
-        """MLP gradients derived by hand (``backward``): by default on CPUs, where autograd's
-        bookkeeping costs about an eighth of an iteration (benchmarks/README.md); on GPUs the
-        CUDA graph already removes it. Checked against autograd once, on copies, first."""
-        mode = self.cfg.backward
-        if mode == "autograd" or (mode == "auto" and self.device.type != "cpu"):
-            return None, "autograd"
-        try:
-            hand = self._make_hand(self.G, self.D)
-        except ValueError as e:
-            if mode == "manual":
-                raise GanforgeError(f"backward=manual: hand-derived gradients do not cover {e}; "
-                                    "use backward=autograd") from None
-            return None, "autograd"
-        why = self._hand_disagrees()
-        if why is None:
-            return hand, "by hand"
-        if mode == "manual":
-            raise GanforgeError(f"backward=manual: the hand-derived gradients disagree with "
-                                f"autograd's at setup ({why}); use backward=autograd")
-        note = f"autograd (the hand-derived gradients disagreed with autograd's at setup: {why})"
-        print(f"ganforge: warning: {note}", file=sys.stderr)
-        return None, note
-
-    def _make_hand(self, G: nn.Module, D: nn.Module) -> MLPGradients:
-        names = [n for _, _, n in self.penalties]
-        G0, D0 = self.run_nets[0]
-        hand = hand_gradients(self.cfg, G0, D0, self.objective, names)  # what it covers
-        if self.R == 1:
-            return hand if G is G0 else hand_gradients(self.cfg, G, D, self.objective, names)
-        return MLPGradients(G.chain(), D.chain(), self.objective)
-
-    def _hand_disagrees(self) -> str | None:
-        """One D step and one G step by hand and by autograd, on copies of G and D and on
-        inputs from a stream of their own (the run's streams are untouched): None if they
-        agree, else where they differ."""
-        G, D = copy.deepcopy(self.G), copy.deepcopy(self.D)
-        hand = self._make_hand(G, D)
-        gen = torch.Generator(self.device).manual_seed(CHECK_SEED)
-        B = self.local_batch
-        shape = (B, *self.data.shape) if self.R == 1 else (self.R, B, math.prod(self.data.shape))
-        real = torch.rand(shape, generator=gen, device=self.device)
-        z = self._per_run(lambda k, g: self.priors[k](B, self.cfg.z_dim, gen))
-        checks = []
-        for net in (D, G):
-            for p in (*G.parameters(), *D.parameters()):
-                p.grad = None
-            if net is D:
-                hand.d_backward(real, z)
-            else:
-                hand.g_backward(z)
-            by_hand = [p.grad.clone() for p in net.parameters()]
-            for p in (*G.parameters(), *D.parameters()):
-                p.grad = None
-            if net is D:
-                loss, _ = self._d_loss(real, None, z, None, G=G, D=D, gens=[gen] * self.R)
-            else:
-                D.requires_grad_(False)
-                loss = self.objective.g_loss(D(G(z)))
-            loss.sum().backward()
-            D.requires_grad_(True)
-            why = agree(by_hand, [p.grad for p in net.parameters()])
-            if why is not None:
-                checks.append(f"{'D' if net is D else 'G'} step, {why}")
-        return "; ".join(checks) or None
 
     def _fixed_inputs(self, cfg: Config) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The grid's noise (and labels: one row per class) from a stream of its own."""
@@ -357,36 +266,6 @@ class Trainer:
         with torch.no_grad():
             self.stats[:, 1] += loss.detach()
 
-    def unrolled_g_step(self) -> None:
-        """G's step through an unrolled D (Metz et al. 2017): D takes ``unroll_steps`` more
-        steps on fresh batches, G's gradient is taken through that D, then D's weights, its
-        optimiser state and the objective's state are put back as they were. First order:
-        the unrolled D is treated as a constant of G's parameters (the surrogate of Metz et
-        al.'s Sec. 2.3 without the second-order term), as the reference PyTorch ports do."""
-        snapshot = DSnapshot(self.D, self.opt_d, self.objective)
-        d_steps = self.d_steps
-        for _ in range(self.cfg.unroll_steps):
-            real, y_real = self.batches.next_with_labels()
-            z, y_fake = self._fresh_noise()
-            self.opt_d.zero_grad(set_to_none=True)
-            loss, out = self._d_loss(real, y_real if self.num_classes else None, z, y_fake)
-            loss.backward()
-            average_gradients(self.D.parameters(), self.world)
-            self.opt_d_step()
-            self._after_d_step(out.detach())
-        self.d_steps = d_steps  # the unrolled steps are undone: they do not count
-        self.g_step()
-        snapshot.restore()
-
-    def _fresh_noise(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One step's noise (and labels), drawn globally and cut to this rank's share."""
-        n = self.cfg.batch_size
-        z = self._mine(self.prior(n, self.cfg.z_dim, self.gen))[0]
-        if not self.num_classes:
-            return z, None
-        y = torch.randint(self.num_classes, (n,), generator=self.gen, device=self.device)
-        return z, self._mine(y)[0]
-
     @torch.no_grad()
     def _update_ema(self) -> None:
         ema, live = list(self.G_ema.parameters()), list(self.G.parameters())
@@ -445,37 +324,12 @@ class Trainer:
         return n
 
     def wants_graph(self) -> bool:
-        mode = self.cfg.cuda_graphs
-        if mode == "on" and self.device.type != "cuda":
-            raise GanforgeError("--cuda-graphs on needs a CUDA device (try --device cuda)")
-        if self.world.distributed:  # the gradient all-reduce runs outside any graph
-            if mode == "on":
-                raise GanforgeError("--cuda-graphs on: not available with several processes")
-            return False
-        if self.cfg.unroll_steps:  # the unrolled steps draw data the replay does not stage
-            if mode == "on":
-                raise GanforgeError("--cuda-graphs on: not available with unroll_steps (the "
-                                    "unrolled D steps draw batches outside the staged ones)")
-            return False
-        return mode == "on" or (mode == "auto" and self.device.type == "cuda")
+        return wants_graph(self)
 
     def setup_cuda_graph(self, unroll: int = 1) -> str:
-        """Capture ``unroll`` iterations as one CUDA graph; call after a few eager (warm-up)
-        iterations. Returns a short note for the log: "on", or why capture fell back to eager.
-        """
-        d_steps = self.d_steps
-        try:
-            self.graph = capture_iteration(self, unroll)
-            self.graph_unroll = unroll
-            self.graph_note = f"on ({unroll} iterations per replay)"
-        except Exception as e:  # capture is an optimisation: any failure falls back to eager
-            self.graph = None
-            self.batches.make_static(0)
-            self.graph_note = f"off (capture failed: {type(e).__name__}: {str(e).splitlines()[0]})"
-            print(f"ganforge: CUDA graph capture failed, training eagerly: {self.graph_note}",
-                  file=sys.stderr)
-        self.d_steps = d_steps  # capture records steps without running them
-        return self.graph_note
+        """Capture ``unroll`` iterations as one CUDA graph (after a few eager ones); returns
+        "on", or why capture fell back to eager."""
+        return setup_cuda_graph(self, unroll)
 
     # --- statistics ------------------------------------------------------------------------
     def _zero_stats(self) -> None:
@@ -535,15 +389,7 @@ class Trainer:
 
     def set_learning_rates(self, factor: float, k: int = 0) -> tuple[float, float]:
         """Multiply run k's learning rates (``--on-nan rollback``); returns the new (g, d)."""
-        for opt in (self.opts_g[k], self.opts_d[k]):
-            for group in opt.param_groups:
-                lr = group["lr"]
-                if isinstance(lr, torch.Tensor):  # capturable optimisers keep lr on the device
-                    lr.mul_(factor)
-                else:
-                    group["lr"] = lr * factor
-        return (float(self.opts_g[k].param_groups[0]["lr"]),
-                float(self.opts_d[k].param_groups[0]["lr"]))
+        return scale_lr(self.opts_g[k], factor), scale_lr(self.opts_d[k], factor)
 
 
 def to_unit(x: torch.Tensor, G: nn.Module) -> torch.Tensor:
