@@ -184,13 +184,13 @@ class Trainer:
 
     def _d(self, x: torch.Tensor, y: torch.Tensor | None,
            D: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
-        D = D or self.d_fn
+        D = self.d_fn if D is None else D
         with self.autocast:
             return D(x, y).float() if y is not None else D(x).float()
 
     def _g(self, z: torch.Tensor, y: torch.Tensor | None,
            G: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
-        G = G or self.g_fn
+        G = self.g_fn if G is None else G
         with self.autocast:
             return G(z, y) if y is not None else G(z)
 
@@ -228,7 +228,7 @@ class Trainer:
         """D's loss (per run, penalties included) and its outputs on real then fake."""
         with torch.no_grad():
             fake = self._g(z, y_fake, G).to(real.dtype)
-        D_fn = D or self.d_fn
+        D_fn = self.d_fn if D is None else D
         if self.d_separate:
             real_out, fake_out = self._d(real, y_real, D_fn), self._d(fake, y_fake, D_fn)
             out = torch.cat([real_out.detach(), fake_out.detach()], -1)
@@ -237,7 +237,8 @@ class Trainer:
             out = self._d(torch.cat([real, fake], self.lead - 1), y, D_fn)
             real_out, fake_out = out.chunk(2, -1)  # halves: B outputs each, or B/pac packs
         loss = self.objective.d_loss(real_out, fake_out)
-        batch = DBatch(D or self.D, real, fake, y_real, y_fake, gens or self.gens, self.lead)
+        batch = DBatch(self.D if D is None else D, real, fake, y_real, y_fake,
+                       self.gens if gens is None else gens, self.lead)
         interval = self.cfg.reg_interval
         for pen, w, _ in self.penalties:
             if pen.loss is None:
