@@ -9,6 +9,17 @@ from typing import Any
 
 import torch
 
+from .errors import GanforgeError
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``--device cuda`` fails on CPU-only hosts."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GanforgeError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
 
 def cpu_model() -> str:
     """The CPU's marketing name where the OS tells it (Linux: /proc/cpuinfo), else the
