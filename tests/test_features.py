@@ -20,16 +20,15 @@ from torch import nn
 from ganforge.data.idx import read_idx_pair
 from ganforge.data.mnist import mnist_sample
 from ganforge.errors import DataError, GanforgeError
-from ganforge.features import FEATURES, FeatureNet, get_feature_net, inception
-from ganforge.features.inception import (
+from ganforge.features import FEATURES, FeatureNet, get_feature_net
+from ganforge.features import inception_weights as inception
+from ganforge.features.inception import FIDInceptionV3, inception_net, prepare_inception_input
+from ganforge.features.inception_weights import (
     ENV_VAR,
     WEIGHTS_FILE,
     WEIGHTS_SHA256,
-    FIDInceptionV3,
     converted_path,
-    inception_net,
     load_inception,
-    prepare_inception_input,
 )
 from ganforge.features.lenet import (
     LeNet,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .config import Config  # noqa: E402
-from .errors import GanforgeError  # noqa: E402
-from .generator import load  # noqa: E402
-from .run import Run  # noqa: E402
-from .session import train  # noqa: E402
+from . import checks, presets  # noqa: F401  (they register into config.validate/resolve)
+from .config import Config
+from .errors import GanforgeError
+from .generator import load
+from .run import Run
+from .session import train
+from .version import __version__
 
 __all__ = ["Config", "GanforgeError", "Run", "load", "train", "__version__"]

@@ -114,7 +114,7 @@ def feature_net(name: str, device: torch.device, inception_weights: str | None =
 def generate(G: nn.Module, cfg, n: int, device: torch.device, seed: int = 0,
              num_classes: int = 0, batch: int = 500) -> torch.Tensor:
     """``n`` samples from G (images mapped to [0, 1]), in batches, on the CPU."""
-    from .train import to_unit
+    from .generator import to_unit
 
     gen = torch.Generator(device).manual_seed(seed)
     prior = PRIORS.get(cfg.prior)
@@ -269,7 +269,7 @@ def evaluate_checkpoint(path: str | Path, metrics: list[str], n: int | None,
     from .data import load_dataset
     from .files import atomic_write_json
     from .generator import load, resolve_checkpoint
-    from .train import pick_device
+    from .machine import pick_device
 
     dev = pick_device(device)
     ckpt = resolve_checkpoint(path)

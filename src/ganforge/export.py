@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from . import __version__
 from .errors import GanforgeError
 from .files import atomic_path, atomic_write_json, check_out
 from .generator import TrainedGenerator, load, resolve_checkpoint, run_folder_of
+from .version import __version__
 
 FORMATS = ("onnx", "pt2")
 OPSET = 18

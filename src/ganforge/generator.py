@@ -61,6 +61,12 @@ class TrainedGenerator(nn.Module):
         return self.G(z, y)
 
 
+def to_unit(x: torch.Tensor, G: nn.Module) -> torch.Tensor:
+    """G's outputs mapped to [0, 1] for pictures (tanh models work in [-1, 1])."""
+    lo, hi = getattr(G, "out_range", None) or (0.0, 1.0)
+    return (x - lo) / (hi - lo)
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run folder means its final checkpoint (else its latest); a file means itself."""
     p = Path(path)

@@ -60,7 +60,7 @@ def data_diversity(data: Any, n: int = 256, seed: int = 0) -> float:
 
     The samples come from the dataset's ``real_samples`` (images in [0, 1]) with a generator
     of their own, so the training data stream is untouched and the value is the same on
-    resume. Compare it with G's samples mapped to [0, 1] (``ganforge.train.to_unit``).
+    resume. Compare it with G's samples mapped to [0, 1] (``ganforge.generator.to_unit``).
     """
     return mean_pairwise_distance(data.real_samples(n, torch.Generator().manual_seed(seed)))
 

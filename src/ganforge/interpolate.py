@@ -116,7 +116,7 @@ def write_walk(g: TrainedGenerator, out: str | Path, n: int = 8, steps: int = 10
                ms_per_frame: int = 150) -> Path:
     """Write the walk: a PNG grid (a row per walk, a column per step), a GIF (frame s shows
     every walk at step s) or, for 1-D and 2-D outputs, a plot. Returns ``out``."""
-    from .train import to_unit
+    from .generator import to_unit
 
     out = Path(out)
     suffix = out.suffix.lower()

@@ -12,6 +12,15 @@ import torch
 from .errors import GanforgeError
 
 
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``--device cuda`` fails on CPU-only hosts."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GanforgeError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
 def cpu_model() -> str:
     """The CPU's marketing name where the OS tells it (Linux: /proc/cpuinfo), else the
     architecture; platform.processor() is empty on most Linux systems."""
@@ -32,12 +41,3 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
     return info
-
-
-def pick_device(name: str) -> torch.device:
-    """``--device``: auto takes the GPU when there is one."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise GanforgeError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from .config import PRESETS, Config
 
-from .config import Config
-from .registry import Registry
-
-PRESETS: Registry[Callable[[], Config]] = Registry("preset")
+__all__ = ["PRESETS"]
 
 
 @PRESETS.register(

@@ -27,6 +27,7 @@ from .files import (
     is_partial_write,
     remove_partial_writes,
 )
+from .version import __version__
 
 RUN_FORMAT = "ganforge-run-1"  # config.json's marker: this folder is a ganforge run
 SWEEP_FORMAT = "ganforge-sweep-1"  # sweep.json's marker
@@ -260,10 +261,8 @@ class Run:
         return self.checkpoints_dir / "latest.safetensors"
 
     def write_config(self, data_used: dict[str, Any]) -> None:
-        import ganforge
-
         record = {"format": RUN_FORMAT, **self.config.to_dict(), "data_used": data_used,
-                  "ganforge_version": ganforge.__version__, "torch_version": torch.__version__}
+                  "ganforge_version": __version__, "torch_version": torch.__version__}
         atomic_write_json(self.dir / "config.json", record)
 
     @property

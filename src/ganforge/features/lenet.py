@@ -33,7 +33,7 @@ from ..data.base import ImageDataset
 from ..data.download import FASHION_FILES, FASHION_MIRRORS, MNIST_FILES, MNIST_MIRRORS
 from ..data.mnist import DEBIAN_FASHION, cache_dir, load_idx_dataset, mnist_sample
 from ..errors import DataError, GanforgeError
-from . import FeatureNet, resolve_device
+from .base import FeatureNet, resolve_device
 
 FORMAT = "ganforge-lenet-1"
 IMAGE_SHAPE = (1, 28, 28)

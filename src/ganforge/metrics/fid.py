@@ -10,7 +10,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 
 from ._arrays import as_float64_2d
 
@@ -48,6 +47,8 @@ def gaussian_stats(feats: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _root(m: np.ndarray) -> tuple[np.ndarray | None, str]:
     """The square root of ``m`` as a real matrix, or None and why it cannot be trusted."""
+    import scipy.linalg  # here: ``import ganforge`` (which runs the config checks) skips scipy
+
     with warnings.catch_warnings():
         # scipy warns "might be inaccurate" on any singular input (every N <= d covariance);
         # the checks below decide whether the root is usable, and _rank_warning has said why
