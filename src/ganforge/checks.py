@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from .config import Config, add_check
 from .data import DATASETS
-from .errors import GanforgeError
 from .evaluate import check_request
-from .losses import OBJECTIVES
+from .losses import OBJECTIVES, check_model_fits
 from .metrics import METRICS
 from .models import INITS, MODELS
+from .optim import OPTIMIZERS
 from .priors import PRIORS
 from .remedies import check_config as check_remedies
 
@@ -27,14 +27,8 @@ def check_names(cfg: Config) -> None:
     for registry, name in ((DATASETS, cfg.dataset), (MODELS, cfg.model), (INITS, cfg.init),
                            (PRIORS, cfg.prior), (OBJECTIVES, cfg.objective)):
         registry.get(name)
-    # TODO(losses.py, optim.py): these two name checks belong to the objective and
-    # optimiser registries; tests/test_layers.py reports them until they move there.
-    if (cfg.objective == "began") != (cfg.model == "mlp-began"):
-        raise GanforgeError("objective 'began' and model 'mlp-began' go together (BEGAN's D "
-                            f"is an autoencoder); got objective {cfg.objective!r} with model "
-                            f"{cfg.model!r}")
-    if cfg.optimizer not in ("adam", "rmsprop"):
-        raise GanforgeError(f"optimizer: expected adam or rmsprop, got {cfg.optimizer!r}")
+    OPTIMIZERS.get(cfg.optimizer)
+    check_model_fits(cfg.objective, cfg.model)
 
 
 add_check(check_remedies)

@@ -25,6 +25,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+# Fields that may differ between the stacked runs of one sweep (``--vary``): none changes a
+# tensor's shape, so R runs share one computation (ganforge.stack).
+PER_RUN = ("seed", "g_lr", "d_lr", "g_betas", "d_betas", "gp_lambda", "clip", "r1_gamma",
+           "r2_gamma", "ema", "init", "prior")
+
 @dataclass
 class Config:
     preset: str = "mlp-mnist"  # named starting configuration; the other fields override it
@@ -342,3 +347,22 @@ def from_dict(data: dict[str, Any]) -> Config:
     if unknown:
         raise GanforgeError(f"unknown config field(s): {', '.join(unknown)}")
     return validate(Config(**{k: coerce(k, v) for k, v in data.items()}))
+
+
+def as_config(config: Config | dict[str, Any] | str | Path | None,
+              overrides: dict[str, Any]) -> Config:
+    """A Config from what ``ganforge.train`` accepts: a Config, a dict of fields (a preset
+    plus overrides, or a complete config.json), a TOML/JSON file, or None (the default)."""
+    if config is None:
+        return resolve(overrides.pop("preset", None), overrides=overrides)
+    if isinstance(config, Config):
+        return validate(dataclasses.replace(config, **overrides))
+    if isinstance(config, str | Path):
+        fields = read_config_file(config)
+        return resolve(overrides.pop("preset", None), fields, overrides)
+    if isinstance(config, dict):
+        merged = {**config, **overrides}
+        if set(FIELDS) <= set(merged):  # a complete config, e.g. a run's config.json
+            return from_dict(merged)
+        return resolve(merged.pop("preset", None), overrides=merged)
+    raise TypeError(f"config must be a Config, dict, path or None, not {type(config).__name__}")

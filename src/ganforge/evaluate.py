@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 from torch import nn
 
-from .data import Dataset, Gaussian1D, Points2D
+from .data import Dataset, Gaussian1D, Points2D, is_colour
+from .data import default_features as data_default_features
 from .data.mnist import cache_dir
 from .errors import GanforgeError
 from .files import atomic_write_bytes
@@ -42,13 +43,7 @@ DEFAULT_N = 10_000  # samples per evaluation, unless the real data hold fewer
 
 def default_features(cfg) -> str:
     """The feature network that suits the run's data."""
-    if cfg.dataset in ("mnist", "mnist-sample", "stacked-mnist"):
-        return "lenet-mnist"
-    if cfg.dataset == "fashion-mnist":
-        return "lenet-fashion"
-    if cfg.dataset in ("gaussian-1d", "ring-8", "grid-25"):
-        return "raw"
-    return "inception"
+    return data_default_features(cfg)
 
 
 MODE_DATASETS = ("ring-8", "grid-25", "stacked-mnist")  # what metric 'modes' can count
@@ -85,8 +80,7 @@ def check_request(cfg, metrics, features: str | None = None, n: int | None = Non
     if "is" in rest and features == "raw":
         raise GanforgeError("metric 'is' needs a classifier; feature net 'raw' has no class "
                             "outputs")
-    colour = cfg.dataset in ("cifar10", "stacked-mnist") or (
-        cfg.dataset == "image-folder" and cfg.channels == 3)
+    colour = is_colour(cfg)
     if rest and colour and features.startswith("lenet"):
         raise GanforgeError(f"feature net {features!r} takes grey images; for colour data use "
                             "--features inception (or raw)")

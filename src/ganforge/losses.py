@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import GanforgeError
 from .registry import Registry
 
 
@@ -31,6 +32,7 @@ class Objective:
     saturating = False  # G's loss saturates when D wins (health warns of it)
     per_process_state = False  # state kept per process (BEGAN's k): one process only
     stackable = True  # R runs can share one computation (no state of its own per run)
+    model: str | None = None  # the one model whose D this objective needs, if any
 
     @classmethod
     def from_config(cls, cfg: Any) -> Objective:
@@ -182,6 +184,7 @@ class BEGAN(Objective):
     extra_stats = ("k", "convergence")
     per_process_state = True
     stackable = False  # k is one number per GAN, updated from its own losses
+    model = "mlp-began"  # D is an autoencoder
 
     @classmethod
     def from_config(cls, cfg: Any) -> BEGAN:
@@ -217,6 +220,17 @@ class BEGAN(Objective):
         if state:  # in place, across devices: a captured CUDA graph reads these very tensors
             self.k.copy_(state["k"])
             self.m.copy_(state["m"])
+
+
+def check_model_fits(objective: str, model: str) -> None:
+    """An objective that needs its own model (BEGAN's autoencoder D) gets it, and only it."""
+    needs = OBJECTIVES.get(objective).model
+    owner = next((n for n in OBJECTIVES if OBJECTIVES.get(n).model == model), None)
+    if needs not in (None, model) or (owner is not None and owner != objective):
+        pair = (objective, needs) if needs else (owner, model)
+        raise GanforgeError(f"objective {pair[0]!r} and model {pair[1]!r} go together (its D "
+                            f"is built for it); got objective {objective!r} with model "
+                            f"{model!r}")
 
 
 def build_objective(cfg: Any) -> Objective:

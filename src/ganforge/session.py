@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from . import budget, distributed, health, trackers
 from .callbacks import RunSlot, eval_features, write_summary
-from .config import FIELDS, Config, from_dict, resolve, validate
+from .config import Config, as_config
 from .data import load_dataset
 from .errors import GanforgeError
 from .faults import (
@@ -58,7 +58,7 @@ def train(config: Config | dict[str, Any] | str | Path | None = None, *, overwri
                                 "do not pass a config too")
         session = Session.resumed(Path(resume), overrides, progress)
     else:
-        session = Session.fresh([_as_config(config, dict(overrides))], overwrite, progress)
+        session = Session.fresh([as_config(config, dict(overrides))], overwrite, progress)
     try:
         return session.run()[0]
     finally:
@@ -389,23 +389,3 @@ class Session:
     def _save(self, slot: RunSlot, final: bool) -> None:
         slot.run.sync_metrics()  # the rows this checkpoint's resume will keep are on disk
         slot.run.save_checkpoint(self.state(slot), final, keep_previous=self.trainer.R > 1)
-
-
-# --- helpers -------------------------------------------------------------------------------
-def _as_config(config: Config | dict[str, Any] | str | Path | None,
-               overrides: dict[str, Any]) -> Config:
-    if config is None:
-        return resolve(overrides.pop("preset", None), overrides=overrides)
-    if isinstance(config, Config):
-        return validate(dataclasses.replace(config, **overrides))
-    if isinstance(config, str | Path):
-        from .config import read_config_file
-
-        fields = read_config_file(config)
-        return resolve(overrides.pop("preset", None), fields, overrides)
-    if isinstance(config, dict):
-        merged = {**config, **overrides}
-        if set(FIELDS) <= set(merged):  # a complete config, e.g. a run's config.json
-            return from_dict(merged)
-        return resolve(merged.pop("preset", None), overrides=merged)
-    raise TypeError(f"config must be a Config, dict, path or None, not {type(config).__name__}")

@@ -22,16 +22,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from .config import PER_RUN
 from .data.base import EpochSampler, Sampler
 from .errors import GanforgeError
 from .mlp_grads import Chain
 from .models.mlp import MLPDiscriminator, MLPGenerator
 from .remedies import active_remedies
 
-# Config fields that may differ between the runs of one stack: none changes a tensor's shape.
-PER_RUN = ("seed", "g_lr", "d_lr", "g_betas", "d_betas", "gp_lambda", "clip", "r1_gamma",
-           "r2_gamma", "ema", "init", "prior")
-# ... and fields that only say where and how a run is watched, not what it computes
+# fields that only say where a run is written, not what it computes
 PER_RUN_FREE = ("out",)
 
 

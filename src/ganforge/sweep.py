@@ -14,11 +14,10 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from .config import Config, coerce, validate
+from .config import PER_RUN, Config, coerce, validate
 from .errors import GanforgeError
 from .run import SWEEP_FORMAT, Run, default_out
 from .session import Session
-from .stack import PER_RUN
 
 # "lr" sets both learning rates; every other name is a per-run config field
 VARIABLE = ("lr", *PER_RUN)

@@ -26,6 +26,7 @@ from .cuda_graphs import graph_unroll_for, setup_cuda_graph, wants_graph
 from .data import Dataset
 from .distributed import World, average_, average_gradients, broadcast_module
 from .errors import GanforgeError
+from .generator import to_unit
 from .hand_check import choose_backward
 from .losses import Objective, build_objective
 from .machine import pick_device
@@ -391,12 +392,6 @@ class Trainer:
     def set_learning_rates(self, factor: float, k: int = 0) -> tuple[float, float]:
         """Multiply run k's learning rates (``--on-nan rollback``); returns the new (g, d)."""
         return scale_lr(self.opts_g[k], factor), scale_lr(self.opts_d[k], factor)
-
-
-def to_unit(x: torch.Tensor, G: nn.Module) -> torch.Tensor:
-    """G's outputs mapped to [0, 1] for pictures (tanh models work in [-1, 1])."""
-    lo, hi = getattr(G, "out_range", None) or (0.0, 1.0)
-    return (x - lo) / (hi - lo)
 
 
 __all__ = ["Trainer", "to_unit", "pick_device", "graph_unroll_for"]

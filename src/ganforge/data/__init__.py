@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ..registry import Registry
 from .base import Dataset, ImageDataset, Sampler
@@ -65,3 +66,19 @@ def load_dataset(cfg) -> Dataset:
 
 __all__ = ["DATASETS", "Dataset", "ImageDataset", "Sampler", "Gaussian1D", "Points2D",
            "load_dataset", "plot_points_2d"]
+
+
+# What evaluation needs to know of each dataset, kept with the datasets' registry: the feature
+# network that suits it (``--features`` default) and whether its images are in colour.
+_FEATURES = {"mnist": "lenet-mnist", "mnist-sample": "lenet-mnist",
+             "stacked-mnist": "lenet-mnist", "fashion-mnist": "lenet-fashion",
+             "gaussian-1d": "raw", "ring-8": "raw", "grid-25": "raw"}
+
+
+def default_features(cfg: Any) -> str:
+    return _FEATURES.get(cfg.dataset, "inception")
+
+
+def is_colour(cfg: Any) -> bool:
+    return cfg.dataset in ("cifar10", "stacked-mnist") or (
+        cfg.dataset == "image-folder" and cfg.channels == 3)

@@ -92,7 +92,7 @@ document.querySelectorAll('.only-diff').forEach(function (box) {
 
 def written() -> str:
     """The header's "written ... by ganforge ..." note."""
-    from .. import __version__
+    from ..version import __version__
 
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     return f"written {_esc(stamp)} by ganforge {_esc(__version__)}"

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import PER_RUN
 from ..errors import GanforgeError
 from ..evaluate import better
 from ..run import SWEEP_FORMAT
-from ..sweep import VARIABLE
 from .parts import LOSS_KEYS, NOT_METRICS, _is_num
 from .rundir import RunData, load_run
+
+VARIABLE = ("lr", *PER_RUN)  # what a sweep can vary (ganforge.sweep)
 
 SUMMARY_FORMAT = "ganforge-sweep-summary-1"
 RUN_DIR_RE = re.compile(r"^run-(\d{3,})$")
