@@ -177,3 +177,27 @@ def test_what_does_not_stack_is_refused_with_the_reason(tmp_path):
     with pytest.raises(GanforgeError, match="--vary batch_size: a sweep can vary"):
         parse_vary(["batch_size=32,64"])
     assert not (tmp_path / "x").exists()  # refused before any folder is made
+
+
+def test_a_sweep_killed_while_saving_resumes_from_the_round_all_runs_saved(tmp_path,
+                                                                           monkeypatch):
+    """Killed after run 0 wrote its round-17 checkpoint but before run 1 did: run 1's latest
+    is still round 14, run 0 keeps round 14 as checkpoints/previous, and resume continues
+    both from 14 to what a straight sweep logs."""
+    import shutil
+
+    base = _cfg("mlp-mnist", steps=30, log_every=10, sample_every=30, ckpt_every=7,
+                tensorboard="off")
+    straight = sweep(base, 2, out=str(tmp_path / "a"), progress=False)
+    with monkeypatch.context() as m:
+        _stop_at(m, 17)
+        sweep(base, 2, out=str(tmp_path / "b"), progress=False)
+    ck = tmp_path / "b" / "run-001" / "checkpoints"
+    shutil.copyfile(ck / "previous.safetensors", ck / "latest.safetensors")
+    assert ganforge.checkpoint.load(ck / "latest.safetensors")["step"] == 14
+    ganforge.train(resume=tmp_path / "b", progress=False)
+    for k in range(2):
+        want = [{n: r[n] for n in STATS} for r in straight[k].metrics if "d_loss" in r]
+        path = tmp_path / "b" / f"run-{k:03d}" / "metrics.jsonl"
+        got = [json.loads(line) for line in path.read_text().splitlines()]
+        assert [{n: r[n] for n in STATS} for r in got if "d_loss" in r] == want
