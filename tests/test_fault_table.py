@@ -274,7 +274,7 @@ def test_sweep_overwrite_removes_a_larger_earlier_sweep(tmp_path):
     r = ganforge_cli(*args, "--runs", "2", "--overwrite")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
-        "run-000", "run-001", "sweep.json"]
+        "run-000", "run-001", "summary.csv", "summary.json", "sweep.json"]
 
 
 # --- outputs that are inputs ------------------------------------------------------------------
@@ -472,13 +472,13 @@ def test_overwrite_that_fails_at_its_first_checkpoint_puts_the_old_run_back(run,
     written): the old run is restored byte for byte, and nothing of the new one is left."""
     import errno
 
-    from ganforge import session
+    from ganforge import checkpoint
 
     def full(path, state):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     before = tree(run)
-    monkeypatch.setattr(session.checkpoint, "save", full)
+    monkeypatch.setattr(checkpoint, "save", full)
     r = ganforge_cli("train", *TOY, "--steps", "20", "--seed", "7", "--out", str(run),
                      "--overwrite")
     assert_one_line_error(r, "No space left on device")
