@@ -266,8 +266,8 @@ def breakdown(cfg, data, device: torch.device, iters: int = 500) -> None:
     print(f"  {'the rest':<16} {1e3 * (total - sum(spent.values()) / iters):.2f} ms")
 
 
-MATMULS = (torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,
-           torch.ops.aten.baddbmm.default)
+_MM = (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.bmm, torch.ops.aten.baddbmm)
+MATMULS = tuple(op.default for op in _MM) + tuple(op.out for op in _MM)  # out=: a sweep's
 
 
 def matmuls_alone(step: Step) -> Step:
@@ -282,7 +282,9 @@ def matmuls_alone(step: Step) -> Step:
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             if func in MATMULS:
                 calls.append((func, [a.clone() if isinstance(a, torch.Tensor) else a
-                                     for a in args], kwargs or {}))
+                                     for a in args],
+                              {k: v.clone() if isinstance(v, torch.Tensor) else v
+                               for k, v in (kwargs or {}).items()}))
             return func(*args, **(kwargs or {}))
 
     with Record():

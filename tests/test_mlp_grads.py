@@ -97,7 +97,7 @@ def test_stacked_hand_gradients_are_each_runs_own(monkeypatch, device_loops):
     """Both stacked paths: the CPU's run-by-run products and the batched one GPUs take."""
     import ganforge.mlp_grads as mg
 
-    monkeypatch.setattr(mg, "_loops", lambda t: device_loops)
+    monkeypatch.setattr(mg, "_loops", lambda t, *dims: device_loops)
     nets = [_nets() for _ in range(3)]
     for k, (G, D) in enumerate(nets):  # three different GANs
         with torch.no_grad():

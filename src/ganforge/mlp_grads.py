@@ -106,8 +106,7 @@ class Chain:
             if params:
                 if self.stacked:
                     W.grad = _per_run(torch.mm, grad.mT, saved[i], like=W)
-                    b.grad = grad.sum(1) if not _loops(grad) else torch.stack(
-                        [g.sum(0) for g in grad.unbind(0)])
+                    b.grad = grad.sum(1)
                 else:
                     W.grad = torch.mm(grad.t(), saved[i])
                     b.grad = grad.sum(0)
@@ -117,18 +116,19 @@ class Chain:
         return grad
 
 
-# On a CPU a batched matmul is a loop of matmuls anyway: looping over the runs in Python
-# costs a few microseconds per call and makes each run's products bit for bit the single
-# run's (same kernel, same strides), which the sweep's parity with `ganforge train` rests on.
-# On a GPU one batched kernel for all runs is what makes a sweep fast.
-def _loops(t: torch.Tensor) -> bool:
-    return t.device.type == "cpu"
+# On a CPU a batched matmul gives each run the very bits of the single run's matmul, except
+# where a factor is a vector (a layer of one unit: D's logit): there BLAS takes a matrix-
+# vector path whose sums differ. Those products loop over the runs in Python (a few
+# microseconds per call), so run k computes bit for bit what its single run computes, which
+# the sweep's parity with `ganforge train` rests on; the rest stay one batched kernel.
+def _loops(t: torch.Tensor, *dims: int) -> bool:
+    return t.device.type == "cpu" and min(dims) == 1
 
 
 def _per_run(mm: Callable, a: torch.Tensor, b: torch.Tensor,
              like: torch.Tensor | None = None) -> torch.Tensor:
-    """``bmm(a, b)``: on a CPU, run by run into one stacked result."""
-    if not _loops(a):
+    """``bmm(a, b)``, or run by run into one stacked result (see ``_loops``)."""
+    if not _loops(a, a.shape[1], a.shape[2], b.shape[2]):
         return torch.bmm(a, b)
     if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
         return torch.stack([mm(x, y) for x, y in zip(a.unbind(0), b.unbind(0), strict=True)])
@@ -142,7 +142,7 @@ def _per_run(mm: Callable, a: torch.Tensor, b: torch.Tensor,
 def _stacked_linear(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
                     dst: torch.Tensor | None) -> torch.Tensor:
     """x (R, B, in) -> x W^T + b for each run's (out, in) weights, as nn.Linear computes."""
-    if not _loops(x):
+    if not _loops(x, x.shape[1], W.shape[1], W.shape[2]):
         return torch.baddbmm(b.unsqueeze(-2), x, W.mT, out=dst)
     if torch.is_grad_enabled() and (x.requires_grad or W.requires_grad):
         return torch.stack([torch.addmm(b[k], x[k], W[k].t()) for k in range(x.shape[0])])
