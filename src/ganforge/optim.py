@@ -9,6 +9,7 @@ numbers, the optimiser's ``state_dict`` and resume are unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -90,39 +91,40 @@ def build_optimizer(name: str, params: list[torch.Tensor], lr: float, betas: Seq
 def runs_step(opts: Sequence[torch.optim.Optimizer], views: Sequence[Sequence[torch.Tensor]],
               stacked: Sequence[torch.Tensor]) -> Callable[[], None]:
     """One step of R runs' optimisers, each over its slices (``views``) of the ``stacked``
-    parameters: the stack's gradients are handed to each run's slices, then runs whose
-    hyper-parameters agree are updated by one call of the fused Adam kernel (the kernel
-    each single run's lean step calls), the others by their own ``step()``."""
+    parameters. CPU Adams whose settings agree are updated by one call of the fused kernel
+    each single run's lean step calls, with the stack's gradients sliced per run; others get
+    the slices as ``.grad`` and take their own ``step()``."""
     lean = all(leanable(o) for o in opts)
+    cache: dict[str, Any] = {"key": None, "plan": []}
+
+    def plan() -> list[tuple[tuple, list[int], list[list[torch.Tensor]]]]:
+        # rebuilt when a rate changes (rollback) or a state is replaced (resume, rollback)
+        key = tuple((id(o.state), o.param_groups[0]["lr"]) for o in opts)
+        if key != cache["key"]:
+            groups: dict[tuple, list[int]] = {}
+            for k, o in enumerate(opts):
+                g = o.param_groups[0]
+                groups.setdefault((g["lr"], tuple(g["betas"]), g["eps"], g["weight_decay"]),
+                                  []).append(k)
+            cache["plan"] = [(hp, ks, [[opts[k].state[p][name] for k in ks
+                                        for p in opts[k].param_groups[0]["params"]]
+                                       for name in ("exp_avg", "exp_avg_sq", "step")])
+                             for hp, ks in groups.items()]
+            cache["key"] = key
+        return cache["plan"]
 
     def step() -> None:
-        for k, vs in enumerate(views):
-            for v, p in zip(vs, stacked, strict=True):
-                v.grad = None if p.grad is None else p.grad[k]
-        if not lean:
+        if not lean or not all(o.state for o in opts):  # the first step creates the state
+            for k, vs in enumerate(views):
+                for v, p in zip(vs, stacked, strict=True):
+                    v.grad = None if p.grad is None else p.grad[k]
             for o in opts:
                 o.step()
             return
-        groups: dict[tuple, list[torch.optim.Optimizer]] = {}
-        for o in opts:
-            g = o.param_groups[0]
-            groups.setdefault((g["lr"], tuple(g["betas"]), g["eps"], g["weight_decay"]),
-                              []).append(o)
-        for (lr, betas, eps, wd), members in groups.items():
-            if not all(all(o.state.get(p) for p in o.param_groups[0]["params"])
-                       for o in members):
-                for o in members:  # the first step creates the state
-                    o.step()
-                continue
-            ps, gs, ms, vs2, steps = [], [], [], [], []
-            for o in members:
-                for p in o.param_groups[0]["params"]:
-                    s = o.state[p]
-                    ps.append(p)
-                    gs.append(p.grad)
-                    ms.append(s["exp_avg"])
-                    vs2.append(s["exp_avg_sq"])
-                    steps.append(s["step"])
+        grads = [p.grad.unbind(0) for p in stacked]
+        for (lr, betas, eps, wd), ks, (ms, vs2, steps) in plan():
+            ps = [v for k in ks for v in views[k]]
+            gs = [g[k] for k in ks for g in grads]
             torch._foreach_add_(steps, 1)
             fused_adam_(ps, gs, ms, vs2, steps, lr=lr, betas=betas, eps=eps, weight_decay=wd)
 
