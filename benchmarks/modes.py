@@ -10,15 +10,17 @@ nearest centre) and reverse KL (KL of the high-quality samples' mode histogram t
 PacGAN's "KL") as mean ± standard error over the seeds, with PacGAN's Table 1 and VEEGAN's
 Table 1 beside it, plus how many seeds caught every mode.
 
-Seeds run one after another through ``ganforge.train`` (the Trainer), not as one vectorised
-sweep: the sweep (sweep.py) stacks plain MLP GANs only and refuses the remedies, R1 and
-BatchNorm these rows use, until issue 14 merges it into the Trainer. ``--jobs`` runs seeds
-in parallel processes on machines with cores to spare.
+A row whose preset stacks (plain MLP GANs: ring-8, grid-25) trains its seeds as ONE sweep,
+the seeds stacked along the Trainer's run axis (run k equals the single run with seed k).
+Rows that do not stack (PacGAN's packing and BatchNorm; the sweep says why) train their seeds
+one after another through ``ganforge.train``; ``--jobs`` runs those in parallel processes on
+machines with cores to spare.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import statistics
 import sys
@@ -32,7 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 import ganforge  # noqa: E402
+from ganforge.config import resolve  # noqa: E402
+from ganforge.errors import GanforgeError  # noqa: E402
 from ganforge.metrics import count_modes_2d  # noqa: E402
+from ganforge.sweep import sweep  # noqa: E402
 
 SAMPLES = 2500
 # PacGAN (Lin et al. 2018), Table 1 as quoted in issue 15: modes / % HQ / reverse KL.
@@ -73,6 +78,33 @@ def one_seed(preset: str, seed: int, steps: int | None) -> dict[str, float]:
     return r
 
 
+def as_one_sweep(preset: str, seeds: int, steps: int | None) -> list[dict] | None:
+    """Every seed of the row in one sweep; None when the preset does not stack."""
+    base = resolve(preset, overrides={} if steps is None else {"steps": steps})
+    base = dataclasses.replace(base, sample_every=10**9, ckpt_every=10**9, tensorboard="off")
+    t = time.time()
+    with tempfile.TemporaryDirectory() as out:
+        try:
+            runs = sweep(base, seeds, out=out, overwrite=True, progress=False)
+        except GanforgeError as e:
+            if "does not stack" not in str(e):
+                raise
+            print(f"{preset}: {e}; its seeds train one after another", file=sys.stderr)
+            return None
+        per_seed = (time.time() - t) / seeds
+        rs = []
+        for run in runs:
+            seed = run.config.seed
+            x = ganforge.load(run.dir).sample(SAMPLES, seed=10_000 + seed)
+            m = count_modes_2d(x.cpu().numpy(), run.config.dataset)
+            rs.append({"modes": m["modes"], "all": m["modes"] == m["n_modes"],
+                       "hq": 100 * m["high_quality"], "kl": m["kl"], "s": per_seed,
+                       "n_modes": m["n_modes"], "steps": run.config.steps})
+            print(f"{preset} seed {seed}: modes {m['modes']} HQ {rs[-1]['hq']:.1f} KL "
+                  f"{m['kl']:.3f} (one sweep)", file=sys.stderr, flush=True)
+    return rs
+
+
 def mean_se(values: list[float]) -> str:
     if any(math.isinf(v) for v in values):
         return "inf"
@@ -102,9 +134,11 @@ def main() -> None:
           "PacGAN Table 1 (modes / % HQ / KL) | s per seed |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
     for preset in args.rows:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            rs = list(pool.map(one_seed, [preset] * args.seeds, range(args.seeds),
-                               [args.steps] * args.seeds))
+        rs = as_one_sweep(preset, args.seeds, args.steps)
+        if rs is None:
+            with ProcessPoolExecutor(args.jobs) as pool:
+                rs = list(pool.map(one_seed, [preset] * args.seeds, range(args.seeds),
+                                   [args.steps] * args.seeds))
         print(f"| {preset} | {rs[0]['steps']} | {len(rs)} | "
               f"{mean_se([r['modes'] for r in rs])} / {rs[0]['n_modes']} | "
               f"{sum(r['all'] for r in rs)}/{len(rs)} | {mean_se([r['hq'] for r in rs])} | "
