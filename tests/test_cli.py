@@ -150,3 +150,12 @@ def test_sweep_command_writes_one_run_folder_per_gan(tmp_path):
                  "--out", str(tmp_path / "bad"))
     assert r.returncode == 2 and "does not stack" in r.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_metrics_given_through_set_or_the_flag_alike(tmp_path):
+    """--set metrics=... is parsed once (it crashed with a traceback when the --metrics
+    flag's text parsing ran on the already parsed list)."""
+    for args in (("--set", "metrics=fid,kid"), ("--metrics", "fid,kid")):
+        r = ganforge("train", "--preset", "toy-1d", *args, "--dry-run")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["metrics"] == ["fid", "kid"]

@@ -29,7 +29,7 @@ def _overrides(args: argparse.Namespace) -> dict:
     overrides = parse_set(args.sets)
     flags = [*TRAIN_FLAGS, "on_nan", "tensorboard"]
     overrides.update({k: getattr(args, k) for k in flags if getattr(args, k, None) is not None})
-    if "metrics" in overrides:  # --metrics fid,kid: a list given as text
+    if isinstance(overrides.get("metrics"), str):  # --metrics fid,kid: a list given as text
         overrides["metrics"] = coerce("metrics", overrides["metrics"], from_text=True)
     return overrides
 
