@@ -68,37 +68,29 @@ def resumed_config(run_dir: Path, record: dict[str, Any], overrides: dict[str, A
         k: v for k, v in changed.items() if k in RESUME_MAY_CHANGE}))
 
 
-def load_checkpoint(run_dir: Path, step: int | None = None) -> tuple[Path, dict[str, Any]]:
-    """The checkpoint to continue from: the latest, or (``step``) the one at that iteration
-    (a sweep killed while saving has some runs' latest one round ahead: their previous one
-    is the round the others have)."""
-    tried = []
+def load_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint a single run continues from: its latest (else previous, else final)."""
     for name in CHECKPOINTS:
         path = run_dir / "checkpoints" / name
-        if not path.is_file():
-            continue
-        state = checkpoint.load(path)
-        checkpoint.check_state(state, path, resume=True)
-        if step is None or int(state["step"]) == step:
+        if path.is_file():
+            state = checkpoint.load(path)
+            checkpoint.check_state(state, path, resume=True)
             return path, state
-        tried.append(f"{name} at iteration {state['step']}")
-    if step is None:
-        raise GanforgeError(f"--resume {run_dir}: no checkpoints/latest.safetensors to resume "
-                            "from")
-    raise GanforgeError(f"--resume {run_dir}: no checkpoint at iteration {step}, where the "
-                        f"sweep's other runs are (found {', '.join(tried) or 'none'})")
+    raise GanforgeError(f"--resume {run_dir}: no checkpoints/latest.safetensors to resume from")
 
 
-def checkpoint_step(run_dir: Path) -> set[int]:
-    """The iterations this run folder has checkpoints of (latest and previous)."""
-    steps = set()
+def saved_rounds(run_dir: Path) -> dict[int, tuple[Path, dict[str, Any]]]:
+    """A sweep's run folder's latest and previous checkpoints, each read once, by iteration
+    (a sweep killed while saving has some runs' latest one round ahead: their previous one
+    is the round the others have)."""
+    rounds: dict[int, tuple[Path, dict[str, Any]]] = {}
     for name in CHECKPOINTS[:2]:
         path = run_dir / "checkpoints" / name
         if path.is_file():
             state = checkpoint.load(path)
             checkpoint.check_state(state, path, resume=True)
-            steps.add(int(state["step"]))
-    return steps
+            rounds.setdefault(int(state["step"]), (path, state))
+    return rounds
 
 
 def plan_resume(folder: Path, overrides: dict[str, Any]) -> tuple[
@@ -110,14 +102,15 @@ def plan_resume(folder: Path, overrides: dict[str, Any]) -> tuple[
     dirs = dirs or [folder]
     records = [read_run_config(d) for d in dirs]
     configs = [resumed_config(d, r, overrides) for d, r in zip(dirs, records, strict=True)]
-    step = None
     if sweep:  # every run continues from the round all of them saved
-        common = set.intersection(*(checkpoint_step(d) for d in dirs))
+        rounds = [saved_rounds(d) for d in dirs]
+        common = set.intersection(*(set(r) for r in rounds))
         if not common:
             raise GanforgeError(f"--resume {folder}: the runs have no checkpoint of one "
                                 "iteration in common")
-        step = max(common)
-    ckpts = [load_checkpoint(d, step) for d in dirs]
+        ckpts = [r[max(common)] for r in rounds]
+    else:
+        ckpts = [load_checkpoint(folder)]
     at = int(ckpts[0][1]["step"])
     if at >= configs[0].steps:
         raise GanforgeError(f"--resume {folder}: the run already reached iteration {at}; "
