@@ -87,7 +87,7 @@ def as_one_sweep(preset: str, seeds: int, steps: int | None) -> list[dict] | Non
         try:
             runs = sweep(base, seeds, out=out, overwrite=True, progress=False)
         except GanforgeError as e:
-            if "does not stack" not in str(e):
+            if "not stack" not in str(e):  # "do not stack" (remedies), "does not stack"
                 raise
             print(f"{preset}: {e}; its seeds train one after another", file=sys.stderr)
             return None

@@ -116,7 +116,7 @@ HALF_LIFE = 2.0  # short: G_ema lags G by a lot, so beta and 1 - beta cannot be 
 
 @pytest.mark.parametrize("preset, overrides", [
     ("mlp-mnist", dict(dataset="mnist-sample", batch_size=32)),
-    ("grid-25-best", dict(batch_size=64)),  # mlp-pacgan: BatchNorm in G, so G has buffers
+    ("pacgan2-grid-25", dict(batch_size=64, g_hidden=32, d_hidden=32)),  # BatchNorm G: buffers
 ], ids=["mlp", "pacgan-batchnorm"])
 def test_ema_follows_its_formula_by_hand(preset, overrides):
     # one G step per iteration: one EMA update between two looks
@@ -126,7 +126,7 @@ def test_ema_follows_its_formula_by_hand(preset, overrides):
     G, ema = trainer.G, trainer.G_ema
     assert ema is not None and ema is not G
     buffers = list(G.buffers())
-    if preset == "grid-25-best":
+    if preset == "pacgan2-grid-25":
         assert buffers, "expected BatchNorm running statistics in this preset's G"
 
     # at the start the EMA is G itself, in its own storage
