@@ -35,7 +35,7 @@ import torch  # noqa: E402
 
 import ganforge  # noqa: E402
 from ganforge.config import resolve  # noqa: E402
-from ganforge.errors import GanforgeError  # noqa: E402
+from ganforge.errors import NotStackable  # noqa: E402
 from ganforge.metrics import count_modes_2d  # noqa: E402
 from ganforge.sweep import sweep  # noqa: E402
 
@@ -86,9 +86,7 @@ def as_one_sweep(preset: str, seeds: int, steps: int | None) -> list[dict] | Non
     with tempfile.TemporaryDirectory() as out:
         try:
             runs = sweep(base, seeds, out=out, overwrite=True, progress=False)
-        except GanforgeError as e:
-            if "not stack" not in str(e):  # "do not stack" (remedies), "does not stack"
-                raise
+        except NotStackable as e:
             print(f"{preset}: {e}; its seeds train one after another", file=sys.stderr)
             return None
         per_seed = (time.time() - t) / seeds

@@ -11,3 +11,7 @@ class DataError(GanforgeError):
 
 class DownloadError(DataError):
     """No mirror delivered a file with the expected checksum."""
+
+
+class NotStackable(GanforgeError):
+    """These runs cannot share one stacked computation (a sweep); each can train alone."""

@@ -199,6 +199,9 @@ for _data in ("ring-8", "grid-25"):
 
 
 # --- ganforge's own best on the mixtures (benchmarks/modes.py) ----------------------------------
+# ring-8-best's GAN, which grid-25-best keeps and adds minibatch-std to
+_EMA_RECIPE = dict(z_dim=2, batch_size=512, g_lr=3e-3, d_lr=3e-3, r1_gamma=0.0, ema=400.0,
+                   steps=24_000, log_every=100, sample_every=2000, ckpt_every=4000)
 @PRESETS.register("ring-8-best", "ganforge's best on ring-8 (radius 2, std 0.02): the plain "
                   "2-D MLPs with 2-D noise, Adam 3e-3 and G's EMA; 24,000 iterations")
 def ring_8_best() -> Config:
@@ -206,9 +209,7 @@ def ring_8_best() -> Config:
     noise, a high rate (Adam 3e-3, (0.5, 0.999)), batch 512 and G's EMA (half-life 400
     iterations), which keeps the samples on the modes (found by stacked sweeps over EMA x
     rate x seed, benchmarks/README.md). Plain MLPs stack: its ten seeds train as one sweep."""
-    return _points("ring-8-best", "ring-8", z_dim=2, batch_size=512, g_lr=3e-3, d_lr=3e-3,
-                   r1_gamma=0.0, ema=400.0, steps=24_000, log_every=100, sample_every=2000,
-                   ckpt_every=4000)
+    return _points("ring-8-best", "ring-8", **_EMA_RECIPE)
 
 
 @PRESETS.register("grid-25-best", "ganforge's best on grid-25 (std 0.05): ring-8-best's GAN "
@@ -218,6 +219,4 @@ def grid_25_best() -> Config:
     iterations (17 / 25 at 95% HQ); the minibatch standard deviation over groups of 8 in D's
     last layer keeps D seeing a G whose samples bunch, and the modes come back (benchmarks/
     README.md). Minibatch-std reshapes D's batch, so its seeds do not stack."""
-    return _points("grid-25-best", "grid-25", z_dim=2, batch_size=512, g_lr=3e-3, d_lr=3e-3,
-                   r1_gamma=0.0, ema=400.0, mbstd_group=8, steps=24_000, log_every=100,
-                   sample_every=2000, ckpt_every=4000)
+    return _points("grid-25-best", "grid-25", **_EMA_RECIPE, mbstd_group=8)

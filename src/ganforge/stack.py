@@ -24,7 +24,7 @@ from torch import nn
 
 from .config import PER_RUN
 from .data.base import EpochSampler, Sampler
-from .errors import GanforgeError
+from .errors import GanforgeError, NotStackable
 from .mlp_grads import Chain
 from .models.mlp import MLPDiscriminator, MLPGenerator
 from .remedies import active_remedies
@@ -45,11 +45,11 @@ def check_stackable(configs: Sequence[Any], objective: Any, world_size: int) -> 
     cfg = configs[0]
     remedies = active_remedies(cfg, unless="stackable")
     if remedies:
-        raise GanforgeError(f"sweep: runs with {', '.join(remedies)} do not stack (the remedy "
+        raise NotStackable(f"sweep: runs with {', '.join(remedies)} do not stack (the remedy "
                             "reshapes D's batch or keeps a step of its own); train each run "
                             "with `ganforge train`")
     if not objective.stackable:
-        raise GanforgeError(f"sweep: objective {cfg.objective!r} keeps state per GAN that "
+        raise NotStackable(f"sweep: objective {cfg.objective!r} keeps state per GAN that "
                             "does not stack; train each run with `ganforge train`")
     if world_size > 1:
         raise GanforgeError("sweep: stacked runs share one process; run the sweep without "
@@ -64,14 +64,14 @@ class StackedMLP(nn.Module):
         for net in nets:
             kinds = (MLPGenerator, MLPDiscriminator)
             if type(net) not in kinds or getattr(net, "conditional", False):
-                raise GanforgeError(f"sweep: {type(net).__name__} does not stack (stacked runs "
+                raise NotStackable(f"sweep: {type(net).__name__} does not stack (stacked runs "
                                     "need the plain, unconditional MLP G and D)")
         chains = []
         for net in nets:
             try:
                 chains.append(Chain.of(net.net))
             except ValueError as e:  # spectral norm, unknown activations
-                raise GanforgeError(f"sweep: {type(net).__name__} does not stack ({e})") from None
+                raise NotStackable(f"sweep: {type(net).__name__} does not stack ({e})") from None
         self.is_d = type(nets[0]) is MLPDiscriminator
         self.data_shape = getattr(nets[0], "data_shape", None)
         self.out_range = getattr(nets[0], "out_range", None)
