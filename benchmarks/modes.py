@@ -3,6 +3,7 @@
     python benchmarks/modes.py                       # every row, 10 seeds, presets' steps
     python benchmarks/modes.py --rows ring-8-best grid-25-best --seeds 10
     python benchmarks/modes.py --rows pacgan2-ring-8 --seeds 3 --steps 3000
+    python benchmarks/modes.py --rows grid-25-best --set mbstd_group=16   # a variant of a row
 
 Each row trains a preset once per seed (0 .. seeds-1), draws 2,500 samples (PacGAN and
 VEEGAN's budget) and prints modes captured, % high-quality samples (within 3 std of the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import statistics
 import sys
@@ -28,6 +30,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -59,11 +62,12 @@ ROWS = [f"pacgan{m}-{d}" for d in ("ring-8", "grid-25") for m in ("", "2", "3", 
     ["ring-8", "grid-25", "ring-8-best", "grid-25-best"]
 
 
-def one_seed(preset: str, seed: int, steps: int | None) -> dict[str, float]:
+def one_seed(preset: str, seed: int, steps: int | None,
+             overrides: dict[str, Any] | None = None) -> dict[str, float]:
     """Train ``preset`` with ``seed`` and count the modes of 2,500 samples."""
     torch.set_num_threads(1)
     t = time.time()
-    kw = {} if steps is None else {"steps": steps}
+    kw = {**(overrides or {}), **({} if steps is None else {"steps": steps})}
     with tempfile.TemporaryDirectory() as out:
         run = ganforge.train(preset=preset, seed=seed, out=out, overwrite=True, progress=False,
                              sample_every=10**9, ckpt_every=10**9, **kw)
@@ -78,9 +82,11 @@ def one_seed(preset: str, seed: int, steps: int | None) -> dict[str, float]:
     return r
 
 
-def as_one_sweep(preset: str, seeds: int, steps: int | None) -> list[dict] | None:
+def as_one_sweep(preset: str, seeds: int, steps: int | None,
+                 overrides: dict[str, Any] | None = None) -> list[dict] | None:
     """Every seed of the row in one sweep; None when the preset does not stack."""
-    base = resolve(preset, overrides={} if steps is None else {"steps": steps})
+    base = resolve(preset, overrides={**(overrides or {}),
+                                      **({} if steps is None else {"steps": steps})})
     base = dataclasses.replace(base, sample_every=10**9, ckpt_every=10**9, tensorboard="off")
     t = time.time()
     with tempfile.TemporaryDirectory() as out:
@@ -101,6 +107,16 @@ def as_one_sweep(preset: str, seeds: int, steps: int | None) -> list[dict] | Non
             print(f"{preset} seed {seed}: modes {m['modes']} HQ {rs[-1]['hq']:.1f} KL "
                   f"{m['kl']:.3f} (one sweep)", file=sys.stderr, flush=True)
     return rs
+
+
+def parse_set(kv: str) -> tuple[str, Any]:
+    key, eq, value = kv.partition("=")
+    if not eq or not key:
+        raise SystemExit(f"modes.py: --set {kv!r}: expected KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def mean_se(values: list[float]) -> str:
@@ -126,17 +142,23 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--steps", type=int, default=None, help="override the presets' steps")
     ap.add_argument("--jobs", type=int, default=1, help="seeds trained in parallel")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="config overrides for every row (values read as JSON where they "
+                         "parse), e.g. mbstd_group=16")
     args = ap.parse_args()
+    overrides = dict(parse_set(kv) for kv in args.set)
+    if overrides:
+        print(f"every row with {overrides}")
 
     print("| preset | iterations | seeds | modes | all modes | % HQ | reverse KL | "
           "PacGAN Table 1 (modes / % HQ / KL) | s per seed |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
     for preset in args.rows:
-        rs = as_one_sweep(preset, args.seeds, args.steps)
+        rs = as_one_sweep(preset, args.seeds, args.steps, overrides)
         if rs is None:
             with ProcessPoolExecutor(args.jobs) as pool:
                 rs = list(pool.map(one_seed, [preset] * args.seeds, range(args.seeds),
-                                   [args.steps] * args.seeds))
+                                   [args.steps] * args.seeds, [overrides] * args.seeds))
         print(f"| {preset} | {rs[0]['steps']} | {len(rs)} | "
               f"{mean_se([r['modes'] for r in rs])} / {rs[0]['n_modes']} | "
               f"{sum(r['all'] for r in rs)}/{len(rs)} | {mean_se([r['hq'] for r in rs])} | "

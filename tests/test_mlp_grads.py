@@ -16,17 +16,20 @@ from ganforge.errors import GanforgeError
 from ganforge.losses import OBJECTIVES
 from ganforge.mlp_grads import Chain, MLPGradients
 from ganforge.optim import lean_step, runs_step
+from ganforge.remedies import MinibatchStdLinear
 from ganforge.stack import run_views
 from ganforge.train import Trainer
 
 OBJECTIVE_NAMES = ("nonsaturating", "minimax", "least-squares", "hinge", "wasserstein")
 
 
-def _nets(acts=(nn.ReLU, nn.Sigmoid)):
+def _nets(acts=(nn.ReLU, nn.Sigmoid), mbstd=0):
+    """mbstd > 0: D's last layer takes the minibatch-std feature over groups of that size."""
     torch.manual_seed(0)
     G = nn.Sequential(nn.Linear(6, 16), acts[0](), nn.Linear(16, 12), acts[1]())
+    last = MinibatchStdLinear(8, 1, mbstd) if mbstd else nn.Linear(8, 1)
     D = nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.LeakyReLU(0.2), nn.Linear(16, 8),
-                      nn.Tanh(), nn.Linear(8, 1))
+                      nn.Tanh(), last)
     return G.double(), D.double()
 
 
@@ -41,9 +44,12 @@ def _autograd_grads(G, D, objective, real, z_d, z_g):
 
 
 @pytest.mark.parametrize("name", OBJECTIVE_NAMES)
-@pytest.mark.parametrize("acts", [(nn.ReLU, nn.Sigmoid), (nn.Tanh, nn.Identity)])
-def test_hand_gradients_equal_autograds(name, acts):
-    G, D = _nets(acts)
+@pytest.mark.parametrize("acts,mbstd", [((nn.ReLU, nn.Sigmoid), 0), ((nn.Tanh, nn.Identity), 0),
+                                        ((nn.ReLU, nn.Sigmoid), 5)])
+def test_hand_gradients_equal_autograds(name, acts, mbstd):
+    """mbstd 5: D's 20 inputs (10 real, 10 fake) in 4 groups; G's gradient reaches each fake
+    sample also through its group's standard deviation."""
+    G, D = _nets(acts, mbstd)
     objective = OBJECTIVES.get(name)()
     gen = torch.Generator().manual_seed(1)
     real = torch.rand(10, 12, generator=gen, dtype=torch.float64)
@@ -89,16 +95,19 @@ def _stacked_chain(nets: list[nn.Sequential]) -> Chain:
           for i in range(len(chains[0].layers))]
     bs = [nn.Parameter(torch.stack([c.layers[i][1].detach() for c in chains]))
           for i in range(len(chains[0].layers))]
-    return Chain(Ws, bs, [a for _, _, a in chains[0].layers], stacked=True)
+    return Chain(Ws, bs, [a for _, _, a in chains[0].layers], stacked=True,
+                 mbstd=chains[0].mbstd)
 
 
 @pytest.mark.parametrize("device_loops", [True, False])
-def test_stacked_hand_gradients_are_each_runs_own(monkeypatch, device_loops):
-    """Both stacked paths: the CPU's run-by-run products and the batched one GPUs take."""
+@pytest.mark.parametrize("mbstd", [0, 5])
+def test_stacked_hand_gradients_are_each_runs_own(monkeypatch, device_loops, mbstd):
+    """Both stacked paths: the CPU's run-by-run products and the batched one GPUs take; with
+    minibatch-std, each run's batch is grouped on its own."""
     import ganforge.mlp_grads as mg
 
     monkeypatch.setattr(mg, "_loops", lambda t, *dims: device_loops)
-    nets = [_nets() for _ in range(3)]
+    nets = [_nets(mbstd=mbstd) for _ in range(3)]
     for k, (G, D) in enumerate(nets):  # three different GANs
         with torch.no_grad():
             for p in [*G.parameters(), *D.parameters()]:
@@ -136,7 +145,8 @@ def _losses(cfg, data, steps):
 
 @pytest.mark.parametrize("preset,extra", [("mlp-mnist", {}), ("toy-1d", {}),
                                           ("mlp-mnist", {"objective": "minimax", "k_d": 2,
-                                                         "ema": 50.0})])
+                                                         "ema": 50.0}),
+                                          ("ring-8", {"mbstd_group": 8, "r1_gamma": 0.0})])
 def test_trainer_by_hand_matches_autograd(preset, extra):
     over = {"dataset": "mnist-sample"} if preset == "mlp-mnist" else {}
     cfg = resolve(preset, overrides={**over, "device": "cpu", "batch_size": 64, **extra})

@@ -31,7 +31,7 @@ from .config import Config
 from .losses import Objective
 from .models.mlp import MLPDiscriminator, MLPGenerator
 from .penalties import PENALTIES
-from .remedies import active_remedies
+from .remedies import MinibatchStdLinear, active_remedies, minibatch_std, minibatch_std_backward
 
 aten = torch.ops.aten
 
@@ -48,34 +48,41 @@ MODELS = ("mlp", "mlp-1d", "mlp-2d")
 
 
 class Chain:
-    """Linear layers, each followed by one point-wise activation (or none)."""
+    """Linear layers, each followed by one point-wise activation (or none). A layer's
+    ``mbstd`` group (0: none) appends the minibatch-std feature of its input first, as
+    :class:`~ganforge.remedies.MinibatchStdLinear` does."""
 
     def __init__(self, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor],
-                 acts: Sequence[nn.Module], stacked: bool = False) -> None:
+                 acts: Sequence[nn.Module], stacked: bool = False,
+                 mbstd: Sequence[int] | None = None) -> None:
         for act in acts:
             if type(act) not in _ACTS:
                 raise ValueError(f"activation {type(act).__name__}")
         self.layers = list(zip(weights, biases, acts, strict=True))
         self.stacked = stacked
+        self.mbstd = list(mbstd) if mbstd is not None else [0] * len(self.layers)
 
     @classmethod
     def of(cls, net: nn.Sequential) -> Chain:
         """The chain of an ``nn.Sequential`` of Linear layers and activations."""
         linears: list[nn.Linear] = []
         acts: list[nn.Module] = []
+        mbstd: list[int] = []
         for m in net:
-            if type(m) is nn.Linear:  # exactly: a subclass (MinibatchStdLinear) does more
+            # exactly these types: a subclass, or spectral norm's parametrised class, does more
+            if type(m) in (nn.Linear, MinibatchStdLinear):
                 if m.bias is None:
                     raise ValueError("a Linear layer without bias")
                 linears.append(m)
                 acts.append(nn.Identity())
+                mbstd.append(m.group if type(m) is MinibatchStdLinear else 0)
             elif isinstance(m, nn.Flatten) and not linears:
                 continue
             elif linears and len(acts) == len(linears) and isinstance(acts[-1], nn.Identity):
                 acts[-1] = m
             else:
                 raise ValueError(f"{type(m).__name__} in {type(net).__name__}")
-        return cls([m.weight for m in linears], [m.bias for m in linears], acts)
+        return cls([m.weight for m in linears], [m.bias for m in linears], acts, mbstd=mbstd)
 
     def forward(self, x: torch.Tensor, out: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -84,6 +91,8 @@ class Chain:
         saved = []
         last = len(self.layers) - 1
         for i, (W, b, act) in enumerate(self.layers):
+            if self.mbstd[i]:
+                x = torch.cat([x, minibatch_std(x, self.mbstd[i], runs=self.stacked)], -1)
             saved.append(x)
             dst = out if i == last else None
             if self.stacked:
@@ -101,8 +110,8 @@ class Chain:
         for i in range(len(self.layers) - 1, -1, -1):
             W, b, act = self.layers[i]
             act_backward = _ACTS[type(act)][1]
-            if act_backward is not None:
-                grad = act_backward(grad, saved[i + 1], act)
+            if act_backward is not None:  # the layer's output: the next input less its std
+                grad = act_backward(grad, saved[i + 1].narrow(-1, 0, W.shape[-2]), act)
             if params:
                 if self.stacked:
                     W.grad = _per_run(torch.mm, grad.mT, saved[i], like=W)
@@ -113,6 +122,10 @@ class Chain:
             if i == 0 and not inputs:
                 return None
             grad = _per_run(torch.mm, grad, W) if self.stacked else torch.mm(grad, W)
+            if self.mbstd[i]:  # the extra input's gradient, back to the features it came from
+                h = saved[i].narrow(-1, 0, W.shape[-1] - 1)
+                grad = grad.narrow(-1, 0, h.shape[-1]) + minibatch_std_backward(
+                    h, grad.select(-1, -1), self.mbstd[i], runs=self.stacked)
         return grad
 
 

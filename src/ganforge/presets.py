@@ -218,5 +218,6 @@ def grid_25_best() -> Config:
     """ring-8-best's recipe alone drops a third of the grid's modes for good by 5,000
     iterations (17 / 25 at 95% HQ); the minibatch standard deviation over groups of 8 in D's
     last layer keeps D seeing a G whose samples bunch, and the modes come back (benchmarks/
-    README.md). Minibatch-std reshapes D's batch, so its seeds do not stack."""
+    README.md). Minibatch-std stacks (each run's batch grouped on its own): its ten seeds
+    train as one sweep."""
     return _points("grid-25-best", "grid-25", **_EMA_RECIPE, mbstd_group=8)

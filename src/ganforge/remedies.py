@@ -11,7 +11,9 @@
   which are then undone (:class:`DSnapshot`); the Trainer runs it as its G phase.
 
 Packing and augmentation are forward pre-hooks on D, so D's parameter names (and its
-checkpoints) do not change; minibatch-std widens D's last Linear in place of the old one.
+checkpoints) do not change; minibatch-std widens D's last Linear in place of the old one,
+and is the one remedy whose runs stack in a sweep (the stacked chain groups each run's batch
+on its own, :class:`ganforge.mlp_grads.Chain`).
 """
 
 from __future__ import annotations
@@ -130,18 +132,42 @@ def _install_augment(cfg: Any, D: nn.Module, data_shape: tuple[int, ...]) -> Non
 
 
 # --- minibatch standard deviation ---------------------------------------------------------
-def minibatch_std(h: torch.Tensor, group: int, eps: float = 1e-8) -> torch.Tensor:
+def _groups(h: torch.Tensor, group: int, runs: bool) -> tuple[torch.Tensor, int, tuple]:
+    """``h`` as (..., groups, g, features) (half precision in float32), the group size g and
+    the run axis."""
+    lead = h.shape[:1] if runs else ()
+    n = h.shape[len(lead)]
+    g = math.gcd(n, group)  # a batch that does not divide (a picture's 400 points): smaller
+    x = h.reshape(*lead, n // g, g, -1)
+    return (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x), g, lead
+
+
+def minibatch_std(h: torch.Tensor, group: int, eps: float = 1e-8,
+                  runs: bool = False) -> torch.Tensor:
     """(N, F...) -> (N, 1): for each group of ``group`` consecutive samples, the standard
     deviation of every feature over the group, averaged over the features, given to each
     member. Consecutive (not strided, as StyleGAN's reshape groups) so that no group mixes
     D's real and fake halves. sqrt(var + eps) - sqrt(eps): exactly 0 for identical samples,
-    with the gradient of sqrt finite there."""
-    n = h.shape[0]
-    g = math.gcd(n, group)  # a batch that does not divide (a picture's 400 points): smaller
-    x = h.reshape(n // g, g, -1).float()
-    var = x.var(dim=1, unbiased=False)
-    std = ((var + eps).sqrt() - var.new_full((), eps).sqrt()).mean(dim=1)  # same rounding
-    return std.repeat_interleave(g).view(n, 1).to(h.dtype)
+    with the gradient of sqrt finite there. ``runs``: ``h`` is (R, N, F), R stacked runs of
+    a sweep (:mod:`ganforge.stack`), each grouped on its own -> (R, N, 1)."""
+    x, g, lead = _groups(h, group, runs)
+    # the variance as mean of squared deviations: torch's var over a middle axis of a few
+    # samples takes a slow path, four times the cost of the rest of a 2-D GAN's D step
+    var = (x - x.mean(dim=-2, keepdim=True)).square().mean(dim=-2)
+    std = ((var + eps).sqrt() - var.new_full((), eps).sqrt()).mean(dim=-1)  # same rounding
+    return std.repeat_interleave(g, dim=-1).view(*lead, h.shape[len(lead)], 1).to(h.dtype)
+
+
+def minibatch_std_backward(h: torch.Tensor, grad: torch.Tensor, group: int,
+                           eps: float = 1e-8, runs: bool = False) -> torch.Tensor:
+    """d loss / d h through :func:`minibatch_std`, given d loss / d its output (..., N):
+    member j of a group with F features gets, for feature f, (the group's summed gradient)
+    x (h_jf - mean_f) / (F g sqrt(var_f + eps)). For the hand-derived backward."""
+    x, g, lead = _groups(h, group, runs)
+    dev = x - x.mean(dim=-2, keepdim=True)
+    root = (dev.square().mean(dim=-2, keepdim=True) + eps).sqrt()
+    total = grad.to(x.dtype).reshape(*lead, -1, g).sum(-1)[..., None, None]
+    return (total * dev / (root * (x.shape[-1] * g))).reshape(h.shape).to(h.dtype)
 
 
 class MinibatchStdLinear(nn.Linear):
@@ -188,7 +214,8 @@ REMEDIES.register("diffaugment", "DiffAugment on real and fake images before D")
 REMEDIES.register("pac", "PacGAN: D judges packs of m samples")(
     Remedy("pac", lambda c: getattr(c, "pac", 1) > 1, _install_pac))
 REMEDIES.register("mbstd", "minibatch standard deviation into D's last layer")(
-    Remedy("mbstd_group", lambda c: getattr(c, "mbstd_group", 0) > 0, _install_mbstd))
+    Remedy("mbstd_group", lambda c: getattr(c, "mbstd_group", 0) > 0, _install_mbstd,
+           by_hand=True, stackable=True))
 REMEDIES.register("unroll", "unrolled GAN: G's loss through k further D steps")(
     Remedy("unroll_steps", lambda c: getattr(c, "unroll_steps", 0) > 0))
 

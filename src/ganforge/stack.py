@@ -11,7 +11,9 @@ Each run keeps its own optimiser (torch's, over views of its slices), noise and 
 and hyper-parameters (:data:`PER_RUN`). What does not stack is refused with the reason:
 layers other than Linear + point-wise activations (BatchNorm's running statistics and
 spectral norm's power iteration update per-run buffers in place, conditional models
-concatenate labels), remedies, BEGAN's per-GAN equilibrium k, and several processes.
+concatenate labels), remedies other than minibatch-std (packing and augmentation reshape D's
+batch in hooks, unrolling keeps a step of its own), BEGAN's per-GAN equilibrium k, and
+several processes.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class StackedMLP(nn.Module):
         self.data_shape = getattr(nets[0], "data_shape", None)
         self.out_range = getattr(nets[0], "out_range", None)
         self.acts = nn.ModuleList(act for _, _, act in chains[0].layers)
+        self.mbstd = chains[0].mbstd  # minibatch-std groups: each run's batch grouped alone
         # interleaved W0, b0, W1, b1, ...: the order of each run's own parameters()
         self.stacked = nn.ParameterList()
         for i in range(len(chains[0].layers)):
@@ -90,7 +93,7 @@ class StackedMLP(nn.Module):
     def chain(self) -> Chain:
         """The same layers for backward passes by hand (:mod:`ganforge.mlp_grads`)."""
         p = list(self.stacked)
-        return Chain(p[0::2], p[1::2], list(self.acts), stacked=True)
+        return Chain(p[0::2], p[1::2], list(self.acts), stacked=True, mbstd=self.mbstd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.chain().forward(x.flatten(2))
