@@ -124,9 +124,11 @@ def test_stacked_hand_gradients_are_each_runs_own(monkeypatch, device_loops, mbs
         want = _autograd_grads(G, D, objective, real[k], z[0, k], z[1, k])
         assert d_loss[k].item() == pytest.approx(want[0].item(), rel=1e-12)
         assert g_loss[k].item() == pytest.approx(want[2].item(), rel=1e-12)
-        for (W, b, _), (gw, gb) in ((SD.layers[0], want[1][:2]), (SG.layers[1], want[3][2:])):
-            torch.testing.assert_close(W.grad[k], gw, rtol=1e-10, atol=1e-12)
-            torch.testing.assert_close(b.grad[k], gb, rtol=1e-10, atol=1e-12)
+        # every layer: D's last one holds the weight of the minibatch-std column
+        for chain, grads in ((SD, want[1]), (SG, want[3])):
+            for i, (W, b, _) in enumerate(chain.layers):
+                torch.testing.assert_close(W.grad[k], grads[2 * i], rtol=1e-10, atol=1e-12)
+                torch.testing.assert_close(b.grad[k], grads[2 * i + 1], rtol=1e-10, atol=1e-12)
 
 
 def _cfg(**kw):

@@ -88,6 +88,12 @@ def test_bad_remedy_settings_are_one_line_errors(fields, message):
 def test_minibatch_std_of_identical_samples_is_zero_and_of_a_known_batch_is_hand_computed():
     same = torch.randn(1, 5).expand(8, 5)
     assert torch.equal(minibatch_std(same, 4), torch.zeros(8, 1))
+    # groups of 8 of D's 128 features (the presets' shape): the group mean rounds, the feature
+    # stays far below a spread of one in ten thousand (sqrt(var + eps) alone would be 1e-4)
+    same = torch.randn(64, 1, 128).expand(64, 8, 128).reshape(512, 128)
+    assert minibatch_std(same, 8).abs().max() < 1e-9
+    assert minibatch_std(same, 8, runs=False).shape == (512, 1)
+    assert minibatch_std(same.view(2, 256, 128), 8, runs=True).abs().max() < 1e-9
     # group 1: [0, 0], [2, 4] -> population std per feature 1 and 2 -> mean 1.5
     # group 2: [1, 1], [1, 3] -> std 0 and 1 -> mean 0.5
     h = torch.tensor([[0.0, 0.0], [2.0, 4.0], [1.0, 1.0], [1.0, 3.0]])

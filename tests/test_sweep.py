@@ -148,9 +148,10 @@ def _stop_at(monkeypatch, at):
     monkeypatch.setattr(Trainer, "step", step)
 
 
-def test_a_sigtermed_sweep_resumes_bit_identically(tmp_path, monkeypatch):
+@pytest.mark.parametrize("extra", [{}, {"mbstd_group": 8}], ids=["plain", "mbstd"])
+def test_a_sigtermed_sweep_resumes_bit_identically(tmp_path, monkeypatch, extra):
     base = _cfg("mlp-mnist", steps=30, log_every=10, sample_every=30, ckpt_every=7,
-                tensorboard="off")
+                tensorboard="off", **extra)
     straight = sweep(base, 2, {"lr": [1e-3, 5e-4]}, out=str(tmp_path / "a"), progress=False)
     with monkeypatch.context() as m:
         _stop_at(m, 17)

@@ -147,8 +147,9 @@ def minibatch_std(h: torch.Tensor, group: int, eps: float = 1e-8,
     """(N, F...) -> (N, 1): for each group of ``group`` consecutive samples, the standard
     deviation of every feature over the group, averaged over the features, given to each
     member. Consecutive (not strided, as StyleGAN's reshape groups) so that no group mixes
-    D's real and fake halves. sqrt(var + eps) - sqrt(eps): exactly 0 for identical samples,
-    with the gradient of sqrt finite there. ``runs``: ``h`` is (R, N, F), R stacked runs of
+    D's real and fake halves. sqrt(var + eps) - sqrt(eps): 0 for identical samples (to the
+    rounding of the group's mean: below 1e-9 in float32), with the gradient of sqrt finite
+    there. ``runs``: ``h`` is (R, N, F), R stacked runs of
     a sweep (:mod:`ganforge.stack`), each grouped on its own -> (R, N, 1)."""
     x, g, lead = _groups(h, group, runs)
     # the variance as mean of squared deviations: torch's var over a middle axis of a few
