@@ -129,13 +129,14 @@ class Chain:
         return grad
 
 
-# On a CPU a batched matmul gives each run the very bits of the single run's matmul, except
-# where a factor is a vector (a layer of one unit: D's logit): there BLAS takes a matrix-
-# vector path whose sums differ. Those products loop over the runs in Python (a few
-# microseconds per call), so run k computes bit for bit what its single run computes, which
-# the sweep's parity with `ganforge train` rests on; the rest stay one batched kernel.
+# On a CPU the products loop over the runs in Python (a few microseconds per call), each run's
+# product the very call its single run makes, so run k computes bit for bit what its single
+# run computes, which the sweep's parity with `ganforge train` rests on. A batched matmul does
+# not: with two threads MKL splits baddbmm otherwise than addmm (seen on the 2-core CI
+# machine), and where a factor is a vector (D's logit) BLAS takes a matrix-vector path whose
+# sums differ. GPUs take one batched kernel.
 def _loops(t: torch.Tensor, *dims: int) -> bool:
-    return t.device.type == "cpu" and min(dims) == 1
+    return t.device.type == "cpu"
 
 
 def _per_run(mm: Callable, a: torch.Tensor, b: torch.Tensor,
