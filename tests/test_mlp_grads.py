@@ -106,7 +106,7 @@ def test_stacked_hand_gradients_are_each_runs_own(monkeypatch, device_loops, mbs
     minibatch-std, each run's batch is grouped on its own."""
     import ganforge.mlp_grads as mg
 
-    monkeypatch.setattr(mg, "_loops", lambda t, *dims: device_loops)
+    monkeypatch.setattr(mg, "_loops", lambda t: device_loops)
     nets = [_nets(mbstd=mbstd) for _ in range(3)]
     for k, (G, D) in enumerate(nets):  # three different GANs
         with torch.no_grad():

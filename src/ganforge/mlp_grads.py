@@ -135,14 +135,14 @@ class Chain:
 # not: with two threads MKL splits baddbmm otherwise than addmm (seen on the 2-core CI
 # machine), and where a factor is a vector (D's logit) BLAS takes a matrix-vector path whose
 # sums differ. GPUs take one batched kernel.
-def _loops(t: torch.Tensor, *dims: int) -> bool:
+def _loops(t: torch.Tensor) -> bool:
     return t.device.type == "cpu"
 
 
 def _per_run(mm: Callable, a: torch.Tensor, b: torch.Tensor,
              like: torch.Tensor | None = None) -> torch.Tensor:
     """``bmm(a, b)``, or run by run into one stacked result (see ``_loops``)."""
-    if not _loops(a, a.shape[1], a.shape[2], b.shape[2]):
+    if not _loops(a):
         return torch.bmm(a, b)
     if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
         return torch.stack([mm(x, y) for x, y in zip(a.unbind(0), b.unbind(0), strict=True)])
@@ -156,7 +156,7 @@ def _per_run(mm: Callable, a: torch.Tensor, b: torch.Tensor,
 def _stacked_linear(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor,
                     dst: torch.Tensor | None) -> torch.Tensor:
     """x (R, B, in) -> x W^T + b for each run's (out, in) weights, as nn.Linear computes."""
-    if not _loops(x, x.shape[1], W.shape[1], W.shape[2]):
+    if not _loops(x):
         return torch.baddbmm(b.unsqueeze(-2), x, W.mT, out=dst)
     if torch.is_grad_enabled() and (x.requires_grad or W.requires_grad):
         return torch.stack([torch.addmm(b[k], x[k], W[k].t()) for k in range(x.shape[0])])
