@@ -11,7 +11,6 @@ drifts (the median over rounds is printed).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -21,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from ganforge.config import resolve  # noqa: E402
+from ganforge.config import parse_set, resolve  # noqa: E402
 from ganforge.data import load_dataset  # noqa: E402
+from ganforge.errors import GanforgeError  # noqa: E402
 from ganforge.train import Trainer  # noqa: E402
 
 
@@ -37,20 +37,18 @@ def timed(trainer: Trainer, iterations: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--presets", nargs="+", default=["grid-25-best", "ring-8-best"])
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
-                    help="config overrides for every preset, e.g. dataset=\"mnist-sample\"")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="config overrides for every preset, as `ganforge train --set` reads "
+                         "them, e.g. dataset=mnist-sample")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--chunk", type=int, default=100, help="iterations per row per round")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    over = {"device": "cpu"}
-    for kv in args.set:
-        key, _, value = kv.partition("=")
-        try:
-            over[key] = json.loads(value)
-        except json.JSONDecodeError:
-            over[key] = value
+    try:
+        over = {"device": "cpu", **parse_set(args.set)}
+    except GanforgeError as e:
+        raise SystemExit(f"backward.py: {e}") from None
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds of "
           f"{args.chunk} iterations per row")
     print("| preset | by hand (it/s) | autograd (it/s) | by hand / autograd |")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import statistics
 import sys
@@ -37,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 import ganforge  # noqa: E402
-from ganforge.config import resolve  # noqa: E402
-from ganforge.errors import NotStackable  # noqa: E402
+from ganforge.config import parse_set, resolve  # noqa: E402
+from ganforge.errors import GanforgeError, NotStackable  # noqa: E402
 from ganforge.metrics import count_modes_2d  # noqa: E402
 from ganforge.sweep import sweep  # noqa: E402
 
@@ -109,16 +108,6 @@ def as_one_sweep(preset: str, seeds: int, steps: int | None,
     return rs
 
 
-def parse_set(kv: str) -> tuple[str, Any]:
-    key, eq, value = kv.partition("=")
-    if not eq or not key:
-        raise SystemExit(f"modes.py: --set {kv!r}: expected KEY=VALUE")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def mean_se(values: list[float]) -> str:
     if any(math.isinf(v) for v in values):
         return "inf"
@@ -143,10 +132,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="override the presets' steps")
     ap.add_argument("--jobs", type=int, default=1, help="seeds trained in parallel")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="config overrides for every row (values read as JSON where they "
-                         "parse), e.g. mbstd_group=16")
+                    help="config overrides for every row, as `ganforge train --set` reads "
+                         "them, e.g. mbstd_group=16")
     args = ap.parse_args()
-    overrides = dict(parse_set(kv) for kv in args.set)
+    try:
+        overrides = parse_set(args.set)
+    except GanforgeError as e:
+        raise SystemExit(f"modes.py: {e}") from None
     if overrides:
         print(f"every row with {overrides}")
 
