@@ -469,17 +469,41 @@ def test_checkpoint_data_is_never_unpickled(tmp_path):
 
 def test_overwrite_that_fails_at_its_first_checkpoint_puts_the_old_run_back(run, monkeypatch):
     """The failure comes after the old run was moved aside (the first checkpoint cannot be
-    written): the old run is restored byte for byte, and nothing of the new one is left."""
+    written): the old run is restored byte for byte, and nothing of the new one is left,
+    now or later. TensorBoard's writer writes from its own thread, whenever that thread gets
+    to it; a writer still open when the old run is put back would write into it, so the
+    new run's writers must be closed first."""
     import errno
 
-    from ganforge import checkpoint
+    from ganforge import run as run_module
+    from ganforge import tblog
 
     def full(path, state):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
+    opened: list[tblog.TensorBoardLogger] = []
+    real_init, real_restore = tblog.TensorBoardLogger.__init__, run_module.Claim.restore
+
+    def recording_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        opened.append(self)
+
+    def still_open() -> list[tblog.TensorBoardLogger]:
+        return [x for x in opened if x.writer.all_writers is not None]  # None once closed
+
+    def late_restore(self):
+        real_restore(self)
+        for logger in still_open():  # an event its thread writes after the restore
+            logger.writer.add_scalar("late", 0.0, 0)
+
     before = tree(run)
     monkeypatch.setattr(checkpoint, "save", full)
+    monkeypatch.setattr(tblog.TensorBoardLogger, "__init__", recording_init)
+    monkeypatch.setattr(run_module.Claim, "restore", late_restore)
     r = ganforge_cli("train", *TOY, "--steps", "20", "--seed", "7", "--out", str(run),
                      "--overwrite")
     assert_one_line_error(r, "No space left on device")
+    assert opened, "the new run opened no TensorBoard writer: the test checks nothing"
+    for logger in still_open():
+        logger.flush()  # its thread's next write, made now
     assert tree(run) == before

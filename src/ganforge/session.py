@@ -9,6 +9,7 @@ and what keeps a run from being lost (signals, non-finite numbers) by :mod:`ganf
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import signal
@@ -142,6 +143,7 @@ class Session:
             all_ranks(lambda: session._start(sweep_record) if world.is_main else None, world)
             session.save_latest()  # a first good checkpoint: resume and rollback have one
         except BaseException:
+            session.drop_trackers()  # before the restore, which removes what they wrote
             if session.claim is not None:
                 session.claim.restore()
             session.close()
@@ -149,6 +151,14 @@ class Session:
         if session.claim is not None:
             session.claim.commit()
         return session
+
+    def drop_trackers(self) -> None:
+        """Close every run's trackers of a start that failed (see ``Trackers.abandon``)."""
+        for slot in self.slots:
+            if slot.tb is not None:
+                with contextlib.suppress(Exception):  # the start's own error is the one to tell
+                    slot.tb.abandon()
+                slot.tb = None
 
     def _start(self, sweep_record: dict[str, Any] | None) -> None:
         try:
@@ -184,14 +194,18 @@ class Session:
         for k, (path, state) in enumerate(ckpts):
             trainer.load_state_dict(state, path, k)
         session._open_runs(dirs)
-        for slot, (path, state), record in zip(session.slots, ckpts, records, strict=True):
-            slot.load_state_dict(state.get("session") or {})
-            slot.saved_at = trainer.step_count
-            slot.data_used = {**record.get("data_used", {}), **slot.data_used}
-            if record.get("data_used", {}).get("failed"):
-                slot.failed = record["data_used"]["failed"]
-            if session.world.is_main:
-                session._reopen(slot, path)
+        try:
+            for slot, (path, state), record in zip(session.slots, ckpts, records, strict=True):
+                slot.load_state_dict(state.get("session") or {})
+                slot.saved_at = trainer.step_count
+                slot.data_used = {**record.get("data_used", {}), **slot.data_used}
+                if record.get("data_used", {}).get("failed"):
+                    slot.failed = record["data_used"]["failed"]
+                if session.world.is_main:
+                    session._reopen(slot, path)
+        except BaseException:
+            session.drop_trackers()
+            raise
         if session.world.is_main:
             print(f"ganforge: resuming {folder} at iteration {trainer.step_count} of "
                   f"{configs[0].steps}", file=sys.stderr)

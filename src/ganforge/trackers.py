@@ -109,9 +109,9 @@ class MlflowLogger:
         self.client.set_terminated(self.run_id, "FINISHED")
         self.finished = True
 
-    def close(self) -> None:
+    def close(self, status: str = "KILLED") -> None:
         if not self.finished:  # stopped or failed: finish() may still follow and say FINISHED
-            self.client.set_terminated(self.run_id, "KILLED")
+            self.client.set_terminated(self.run_id, status)
 
 
 class Trackers:
@@ -143,6 +143,16 @@ class Trackers:
             self.tb.close()
         if self.mlflow is not None:
             self.mlflow.close()
+
+    def abandon(self) -> None:
+        """The run failed before its first iteration: close without the hparams table, now.
+        Left to the garbage collector, TensorBoard's writer would create its event file
+        whenever its thread first flushes, after the run's folder was cleaned up (or, with
+        --overwrite, inside the old run just put back)."""
+        if self.tb is not None:
+            self.tb.close()
+        if self.mlflow is not None:
+            self.mlflow.close("FAILED")
 
     def finish(self, run: Run) -> None:
         """End of a completed run, after its final pictures exist."""
