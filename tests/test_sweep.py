@@ -148,7 +148,8 @@ def _stop_at(monkeypatch, at):
     monkeypatch.setattr(Trainer, "step", step)
 
 
-@pytest.mark.parametrize("extra", [{}, {"mbstd_group": 8}], ids=["plain", "mbstd"])
+@pytest.mark.parametrize("extra", [{}, {"mbstd_group": 8}, {"lr_decay": "linear"}],
+                         ids=["plain", "mbstd", "lr_decay"])
 def test_a_sigtermed_sweep_resumes_bit_identically(tmp_path, monkeypatch, extra):
     base = _cfg("mlp-mnist", steps=30, log_every=10, sample_every=30, ckpt_every=7,
                 tensorboard="off", **extra)

@@ -14,7 +14,7 @@ from .evaluate import check_request
 from .losses import OBJECTIVES, check_model_fits
 from .metrics import METRICS
 from .models import INITS, MODELS
-from .optim import OPTIMIZERS
+from .optim import LR_SCHEDULES, OPTIMIZERS
 from .priors import PRIORS
 from .remedies import check_config as check_remedies
 
@@ -28,6 +28,7 @@ def check_names(cfg: Config) -> None:
                            (PRIORS, cfg.prior), (OBJECTIVES, cfg.objective)):
         registry.get(name)
     OPTIMIZERS.get(cfg.optimizer)
+    LR_SCHEDULES.get(cfg.lr_decay)
     check_model_fits(cfg.objective, cfg.model)
 
 

@@ -56,7 +56,7 @@ class Config:
     d_batchnorm: bool = True  # dcgan: BatchNorm in D (off for WGAN-GP, implied off with SN)
     # objective and optimisation
     objective: str = "nonsaturating"  # GAN loss (D's and G's objectives)
-    optimizer: str = "adam"  # adam | rmsprop (WGAN's choice)
+    optimizer: str = "adam"  # the optimiser of G and D (rmsprop: WGAN's choice)
     clip: float = 0.01  # wasserstein: critic weight clipping
     gp_lambda: float = 10.0  # wgan-gp: gradient penalty weight
     began_gamma: float = 0.5  # began: diversity ratio gamma
@@ -80,6 +80,7 @@ class Config:
     g_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     #: D's Adam betas (beta1, beta2)
     d_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    lr_decay: str = "none"  # schedule of both learning rates over the run's steps
     seed: int = 0  # random seed (weights, noise, data order)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # speed (see benchmarks/speed.py); none of these changes the algorithm

@@ -72,6 +72,11 @@ def wants_graph(self: Trainer) -> bool:
             raise GanforgeError("--cuda-graphs on: not available with unroll_steps (the "
                                 "unrolled D steps draw batches outside the staged ones)")
         return False
+    if self.cfg.lr_decay != "none":  # a captured step keeps the rate it was captured with
+        if mode == "on":
+            raise GanforgeError(f"--cuda-graphs on: not available with lr_decay "
+                                f"{self.cfg.lr_decay!r} (a replay would keep one rate)")
+        return False
     return mode == "on" or (mode == "auto" and self.device.type == "cuda")
 
 def setup_cuda_graph(self: Trainer, unroll: int = 1) -> str:

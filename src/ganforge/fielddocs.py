@@ -65,12 +65,14 @@ def _registries() -> dict[str, Registry[Any]]:
     from .losses import OBJECTIVES
     from .metrics import METRICS
     from .models import INITS, MODELS
+    from .optim import LR_SCHEDULES, OPTIMIZERS
     from .presets import PRESETS
     from .priors import PRIORS
 
     return {"preset": PRESETS, "dataset": DATASETS, "model": MODELS, "init": INITS,
             "prior": PRIORS, "objective": OBJECTIVES, "metrics": METRICS,
-            "keep_best": METRICS, "features": FEATURES}
+            "keep_best": METRICS, "features": FEATURES, "optimizer": OPTIMIZERS,
+            "lr_decay": LR_SCHEDULES}
 
 
 def choices(name: str) -> list[str] | None:

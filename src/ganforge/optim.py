@@ -8,6 +8,7 @@ numbers, the optimiser's ``state_dict`` and resume are unchanged.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -132,11 +133,50 @@ def runs_step(opts: Sequence[torch.optim.Optimizer], views: Sequence[Sequence[to
 
 
 def scale_lr(opt: torch.optim.Optimizer, factor: float) -> float:
-    """Multiply an optimiser's learning rate in place; returns the new one."""
+    """Multiply an optimiser's learning rate in place (and the rate a schedule starts from);
+    returns the new one."""
     for group in opt.param_groups:
         lr = group["lr"]
         if isinstance(lr, torch.Tensor):  # capturable optimisers keep lr on the device
             lr.mul_(factor)
         else:
             group["lr"] = lr * factor
+        if BASE_LR in group:
+            group[BASE_LR] *= factor
     return float(opt.param_groups[0]["lr"])
+
+
+# --- learning-rate schedules (``lr_decay``) ---------------------------------------------------
+# A schedule maps the share of the run done, u = iteration / steps in [0, 1), to a factor of
+# the configured rate. It is a function of the iteration alone, so a resumed run continues
+# on the same curve; the rate it multiplies is kept in the optimiser's param group (BASE_LR),
+# so it travels in the checkpoint and a rollback's lowered rate stays lowered.
+LR_SCHEDULES: Registry[Callable[[float], float]] = Registry("lr_decay")
+BASE_LR = "base_lr"
+
+
+@LR_SCHEDULES.register("none", "constant learning rates")
+def _constant(u: float) -> float:
+    return 1.0
+
+
+@LR_SCHEDULES.register("linear", "both rates fall linearly to 0 over the run (SN-GAN's schedule)")
+def _linear(u: float) -> float:
+    return 1.0 - u
+
+
+@LR_SCHEDULES.register("cosine", "both rates follow half a cosine from the set rate to 0")
+def _cosine(u: float) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * u))
+
+
+def schedule_lr(opt: torch.optim.Optimizer, factor: float) -> None:
+    """Set an optimiser's rate to ``factor`` times the rate the schedule started from (its
+    rate when first scheduled, or a checkpoint's)."""
+    for group in opt.param_groups:
+        lr = group["lr"]
+        base = group.setdefault(BASE_LR, float(lr))
+        if isinstance(lr, torch.Tensor):
+            lr.fill_(base * factor)
+        else:
+            group["lr"] = base * factor
