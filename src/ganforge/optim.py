@@ -170,10 +170,15 @@ def _cosine(u: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * u))
 
 
-def schedule_lr(opt: torch.optim.Optimizer, factor: float) -> None:
-    """Set an optimiser's rate to ``factor`` times the rate the schedule started from (its
+def decay_factor(name: str, step: int, steps: int) -> float:
+    """Schedule ``name``'s factor at iteration ``step`` (0-based) of ``steps``."""
+    return LR_SCHEDULES.get(name)(min(step / steps, 1.0))
+
+
+def schedule_lr(opts: Sequence[torch.optim.Optimizer], factor: float) -> None:
+    """Set each optimiser's rate to ``factor`` times the rate its schedule started from (its
     rate when first scheduled, or a checkpoint's)."""
-    for group in opt.param_groups:
+    for group in (g for opt in opts for g in opt.param_groups):
         lr = group["lr"]
         base = group.setdefault(BASE_LR, float(lr))
         if isinstance(lr, torch.Tensor):

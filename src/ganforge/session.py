@@ -9,7 +9,6 @@ and what keeps a run from being lost (signals, non-finite numbers) by :mod:`ganf
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import signal
@@ -143,7 +142,7 @@ class Session:
             all_ranks(lambda: session._start(sweep_record) if world.is_main else None, world)
             session.save_latest()  # a first good checkpoint: resume and rollback have one
         except BaseException:
-            session.drop_trackers()  # before the restore, which removes what they wrote
+            trackers.abandon_all(session.slots)  # before the restore removes what they wrote
             if session.claim is not None:
                 session.claim.restore()
             session.close()
@@ -151,14 +150,6 @@ class Session:
         if session.claim is not None:
             session.claim.commit()
         return session
-
-    def drop_trackers(self) -> None:
-        """Close every run's trackers of a start that failed (see ``Trackers.abandon``)."""
-        for slot in self.slots:
-            if slot.tb is not None:
-                with contextlib.suppress(Exception):  # the start's own error is the one to tell
-                    slot.tb.abandon()
-                slot.tb = None
 
     def _start(self, sweep_record: dict[str, Any] | None) -> None:
         try:
@@ -204,7 +195,7 @@ class Session:
                 if session.world.is_main:
                     session._reopen(slot, path)
         except BaseException:
-            session.drop_trackers()
+            trackers.abandon_all(session.slots)
             raise
         if session.world.is_main:
             print(f"ganforge: resuming {folder} at iteration {trainer.step_count} of "

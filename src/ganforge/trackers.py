@@ -13,9 +13,11 @@ default place, so that ``mlflow ui`` there compares every run started from that 
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -173,6 +175,16 @@ def write_hparams(tb: tblog.TensorBoardLogger, cfg: Config, last: dict[str, floa
         writer.add_summary(summary)
 
 
+def abandon_all(slots: Iterable[Any]) -> None:
+    """Close the trackers (``slot.tb``) of every run of a start that failed; see
+    ``Trackers.abandon``."""
+    for slot in slots:
+        if slot.tb is not None:
+            with contextlib.suppress(Exception):  # the start's own error is the one to tell
+                slot.tb.abandon()
+            slot.tb = None
+
+
 def open_trackers(run_dir: str | Path, cfg: Config, purge_step: int | None = None,
                   resume: bool = False) -> Trackers | None:
     """The run's trackers for its config (None when all are off)."""
@@ -181,4 +193,4 @@ def open_trackers(run_dir: str | Path, cfg: Config, purge_step: int | None = Non
     return Trackers(tb, ml, cfg) if tb is not None or ml is not None else None
 
 
-__all__ = ["MlflowLogger", "Trackers", "open_trackers", "write_hparams"]
+__all__ = ["MlflowLogger", "Trackers", "abandon_all", "open_trackers", "write_hparams"]

@@ -31,7 +31,7 @@ from .hand_check import choose_backward
 from .losses import Objective, build_objective
 from .machine import pick_device
 from .models import build_models
-from .optim import LR_SCHEDULES, build_optimizer, lean_step, runs_step, scale_lr, schedule_lr
+from .optim import build_optimizer, decay_factor, lean_step, runs_step, scale_lr, schedule_lr
 from .penalties import PENALTIES, DBatch, active_penalties, weight
 from .priors import PRIORS
 from .remedies import check_batches, unrolled_g_step
@@ -90,7 +90,6 @@ class Trainer:
         self.prior = self.priors[0]
         check_batches(cfg, self.local_batch, world.size)
         self._build_optimizers()
-        self.decay = None if cfg.lr_decay == "none" else LR_SCHEDULES.get(cfg.lr_decay)
         self.G_ema: nn.Module | None = None
         if any(c.ema > 0 for c in configs):  # the EMA of G's weights: smoother samples
             self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -320,19 +319,14 @@ class Trainer:
             n = 1
             if self.graph is not None:  # the tail after the last whole replay: eager
                 self.batches.make_static(0)
-            if self.decay is not None:
-                self._schedule_rates()
+            if self.cfg.lr_decay != "none":  # every run's rates of this iteration
+                schedule_lr((*self.opts_g, *self.opts_d),
+                            decay_factor(self.cfg.lr_decay, self.step_count, self.cfg.steps))
             self.iteration()
         self.counts[0] += self.cfg.k_d * n
         self.counts[1] += self.cfg.k_g * n
         self.step_count += n
         return n
-
-    def _schedule_rates(self) -> None:
-        """Every run's rates for this iteration under ``lr_decay`` (stacked runs share steps)."""
-        factor = self.decay(min(self.step_count / self.cfg.steps, 1.0))
-        for opt in (*self.opts_g, *self.opts_d):
-            schedule_lr(opt, factor)
 
     def wants_graph(self) -> bool:
         return wants_graph(self)
