@@ -8,6 +8,7 @@ with ``{"__tensor__": key}`` where a tensor was. Loading therefore cannot execut
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from safetensors.torch import save as st_save
 
 from .errors import GanforgeError
 from .files import atomic_write_bytes
+from .optim import BASE_LR
 
 __all__ = ["FORMAT", "atomic_write_bytes", "check_state", "load", "load_module_state", "save"]
 
@@ -151,11 +153,29 @@ def check_state(state: dict[str, Any], path: str | Path, resume: bool = False) -
         if not ok:
             raise GanforgeError(f"{path}: checkpoint field {name!r} is not {_WHAT[kind]} "
                                 f"(got {_brief(v)})")
+    if resume:
+        _check_rates(state, path)
     nc = state.get("num_classes")
     if nc is not None and not (isinstance(nc, int) and not isinstance(nc, bool)
                                and 0 <= nc <= 100_000):
         raise GanforgeError(f"{path}: checkpoint field 'num_classes' is not a class count "
                             f"(got {_brief(nc)})")
+
+
+def _check_rates(state: dict[str, Any], path: str | Path) -> None:
+    """The optimisers' learning rates (and lr_decay's starting rates), which the next step
+    multiplies by: positive finite numbers, not whatever a damaged file holds."""
+    for name in ("opt_g", "opt_d"):
+        groups = state[name].get("param_groups", [])
+        for group in groups if isinstance(groups, list) else []:
+            for key in ("lr", BASE_LR):
+                v = group.get(key, 1.0) if isinstance(group, dict) else 1.0
+                if isinstance(v, torch.Tensor) and v.numel() == 1:
+                    v = v.item()
+                if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0 \
+                        or not math.isfinite(v):
+                    raise GanforgeError(f"{path}: {name} holds learning rate {key}={v!r}; "
+                                        "expected a positive number")
 
 
 _WHAT = {"int>=0": "a non-negative integer", "dict": "an object",

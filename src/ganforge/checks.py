@@ -25,10 +25,9 @@ __all__ = ["check_names", "check_evaluation"]
 def check_names(cfg: Config) -> None:
     """Unknown registry names fail here, each as ``unknown <kind> 'x'; valid names: ...``."""
     for registry, name in ((DATASETS, cfg.dataset), (MODELS, cfg.model), (INITS, cfg.init),
-                           (PRIORS, cfg.prior), (OBJECTIVES, cfg.objective)):
+                           (PRIORS, cfg.prior), (OBJECTIVES, cfg.objective),
+                           (OPTIMIZERS, cfg.optimizer), (LR_SCHEDULES, cfg.lr_decay)):
         registry.get(name)
-    OPTIMIZERS.get(cfg.optimizer)
-    LR_SCHEDULES.get(cfg.lr_decay)
     check_model_fits(cfg.objective, cfg.model)
 
 

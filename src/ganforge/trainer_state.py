@@ -7,15 +7,11 @@ statistics since the last log row, so `ganforge sample`/`eval`/`--resume` read i
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from .checkpoint import load_module_state
 from .errors import GanforgeError
-from .optim import BASE_LR
 from .rng import rng_state, set_rng_state
 
 if TYPE_CHECKING:
@@ -69,16 +65,6 @@ def load_run_state(t: Trainer, state: dict[str, Any], path: str | Path, k: int) 
     except (ValueError, KeyError) as e:
         raise GanforgeError(f"{path}: optimiser state does not fit the model "
                             f"({str(e).splitlines()[0]})") from None
-    for name, opt in (("opt_g", t.opts_g[k]), ("opt_d", t.opts_d[k])):
-        for group in opt.param_groups:
-            for key in ("lr", BASE_LR):  # rates the next step multiplies by: numbers > 0
-                v = group.get(key, 1.0)
-                if isinstance(v, torch.Tensor) and v.numel() == 1:
-                    v = v.item()
-                if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0 \
-                        or not math.isfinite(v):
-                    raise GanforgeError(f"{path}: {name} holds learning rate {key}={v!r}; "
-                                        "expected a positive number")
     try:  # checked for presence and type already; a foreign layout inside still fails here
         t.samplers[k].load_state_dict(state["sampler"])
         set_rng_state(state["rng"], t.gens[k], t.data_gens[k])
