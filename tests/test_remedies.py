@@ -1,4 +1,4 @@
-"""The mode-collapse remedies: packing, minibatch-std, DiffAugment, unrolled D steps."""
+"""The mode-collapse remedies: packing, minibatch-std, DiffAugment, unrolled D steps, top-k."""
 
 from __future__ import annotations
 
@@ -15,8 +15,16 @@ from ganforge.config import resolve
 from ganforge.data import load_dataset
 from ganforge.diffaugment import AUGMENTS, DiffAugment
 from ganforge.errors import GanforgeError
+from ganforge.losses import OBJECTIVES
 from ganforge.models import build_models
-from ganforge.remedies import MinibatchStdLinear, minibatch_std, pack
+from ganforge.remedies import (
+    MinibatchStdLinear,
+    g_loss_top_k,
+    minibatch_std,
+    pack,
+    top_k,
+    topk_share,
+)
 from ganforge.train import Trainer
 
 CPU = torch.device("cpu")
@@ -77,6 +85,10 @@ def test_packing_keeps_real_and_fake_packs_apart():
     (dict(mbstd_group=3, batch_size=32), "must be a multiple of it"),
     (dict(pac=2, mbstd_group=32, batch_size=32), "batch of 16 .packs."),
     (dict(unroll_steps=-1), "unroll_steps: expected 0"),
+    (dict(topk=0.0), r"topk: expected .* in \(0, 1\]"),
+    (dict(topk=1.5), "topk: expected"),
+    (dict(topk=float("nan")), "topk.: expected float, got nan"),
+    (dict(topk_steps=-1), "topk_steps: expected 0"),
 ])
 def test_bad_remedy_settings_are_one_line_errors(fields, message):
     with pytest.raises(GanforgeError, match=message) as e:
@@ -198,6 +210,67 @@ def test_unrolled_steps_leave_d_unchanged_and_change_g_gradient():
     assert any(not torch.allclose(a, b) for a, b in zip(grads, ref, strict=True))
 
 
+# --- top-k G updates ---------------------------------------------------------------------------
+def test_top_k_keeps_what_d_scores_most_real_under_each_objectives_convention():
+    out = torch.tensor([[0.3, -2.0, 5.0, 1.0, -0.5], [9.0, 8.0, -9.0, 0.0, 1.0]])
+    kept, idx = top_k(OBJECTIVES.get("nonsaturating")(), out, 0.5)  # ceil(2.5) = 3 per row
+    assert [sorted(r) for r in idx.tolist()] == [[0, 2, 3], [0, 1, 4]]
+    assert torch.equal(kept, out.gather(-1, idx))
+    # BEGAN's D is an autoencoder: a low reconstruction error is what it calls real
+    _, idx = top_k(OBJECTIVES.get("began")(), out, 0.4)
+    assert [sorted(r) for r in idx.tolist()] == [[1, 4], [2, 3]]
+    assert top_k(OBJECTIVES.get("hinge")(), out, 1.0) == (out, None)
+    assert top_k(OBJECTIVES.get("hinge")(), torch.zeros(512), 0.75)[0].shape == (384,)
+
+
+def test_topk_g_gradient_reaches_exactly_the_kept_samples():
+    t = _trainer(topk=0.25, r1_gamma=0.0)
+    z = t.prior(32, t.cfg.z_dim, t.gen)
+    fake = t.G(z).detach().requires_grad_()
+    out = t.D(fake)
+    loss = g_loss_top_k(t.objective, out, 0.25)
+    loss.backward()
+    best = out.detach().topk(8).indices  # non-saturating: the 8 highest logits
+    reached = fake.grad.abs().sum(1) > 0
+    assert reached.sum() == 8 and reached[best].all()
+    assert torch.allclose(loss, t.objective.g_loss(out[best]))
+
+
+@pytest.mark.parametrize("topk", [1.0, 0.5])
+def test_topk_by_hand_is_autograds_and_the_trainer_uses_it(topk):
+    """The hand-derived G step scatters the kept samples' gradient (the setup self-check
+    would refuse backward=manual otherwise), and a G step with top-k moves G differently."""
+    hand = _trainer(topk=topk, r1_gamma=0.0, backward="manual")
+    auto = _trainer(topk=topk, r1_gamma=0.0, backward="autograd")
+    assert hand.by_hand is not None and auto.by_hand is None
+    for t in (hand, auto):
+        t.iteration()
+    grads = _g_grads_after_one_g_phase(hand)
+    ref = _g_grads_after_one_g_phase(auto)
+    for a, b in zip(grads, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    plain = _trainer(r1_gamma=0.0, backward="manual")
+    plain.iteration()
+    changed = any(not torch.allclose(a, b) for a, b in
+                  zip(_g_grads_after_one_g_phase(plain), grads, strict=True))
+    assert changed == (topk < 1.0)
+
+
+def test_topk_steps_hands_every_sample_back_after_its_iterations():
+    """topk_steps=5: iterations 0-4 learn from the best half, iteration 5 on from all."""
+    cfg = resolve("ring-8", overrides=dict(topk=0.5, topk_steps=5))
+    assert [topk_share(cfg, i) for i in (0, 4, 5, 99)] == [0.5, 0.5, 1.0, 1.0]
+    assert topk_share(resolve("ring-8", overrides=dict(topk=0.5)), 10**6) == 0.5
+    early, late, plain = (_trainer(r1_gamma=0.0, **kw) for kw in
+                          (dict(topk=0.5, topk_steps=5),) * 2 + ({},))
+    early.step_count, late.step_count = 4, 5  # the same G, D and noise otherwise
+    ref = _g_grads_after_one_g_phase(plain)
+    assert all(torch.equal(a, b) for a, b in
+               zip(_g_grads_after_one_g_phase(late), ref, strict=True))
+    assert any(not torch.allclose(a, b) for a, b in
+               zip(_g_grads_after_one_g_phase(early), ref, strict=True))
+
+
 # --- fast paths and the sweep refuse what they cannot do ---------------------------------------
 @pytest.mark.parametrize("field,value", [("pac", 2), ("unroll_steps", 1)])
 def test_hand_gradients_step_aside_for_remedies(field, value):
@@ -221,8 +294,9 @@ def test_sweep_refuses_remedies(tmp_path):
     dict(preset="ring-8", pac=2),
     dict(preset="ring-8", mbstd_group=4),
     dict(preset="ring-8", unroll_steps=2),
+    dict(preset="ring-8", topk=0.5, topk_steps=15),  # top-k ends after the resume
     dict(preset="mlp-mnist", dataset="mnist-sample", diffaugment="translation,cutout,color"),
-], ids=["pac", "mbstd", "unroll", "diffaugment"])
+], ids=["pac", "mbstd", "unroll", "topk", "diffaugment"])
 def test_resume_is_bit_identical_with_each_remedy(tmp_path, extra):
     N = 10
     cfg = dict(batch_size=32, log_every=5, sample_every=10, ckpt_every=10, progress=False,

@@ -57,11 +57,13 @@ def test_run_k_of_a_stack_is_the_single_run(preset, objective):
                            next(stack.run_modules(1)[0].parameters()))
 
 
+@pytest.mark.parametrize("remedy", [{"mbstd_group": 8}, {"topk": 0.5}], ids=["mbstd", "topk"])
 @pytest.mark.parametrize("backward", ["manual", "autograd"])
-def test_minibatch_std_stacks_each_run_grouped_alone(backward):
-    """The one remedy that stacks: run 1 of a stack of two equals its single run, on the
-    hand-derived path and on autograd's (a group spanning two runs' batches would not)."""
-    base = _cfg("ring-8", mbstd_group=8, r1_gamma=0.0, backward=backward)
+def test_stacking_remedies_keep_each_run_alone(backward, remedy):
+    """The remedies that stack: run 1 of a stack of two equals its single run, on the
+    hand-derived path and on autograd's (a group spanning two runs' batches, or a top-k
+    ranked over both runs' samples, would not)."""
+    base = _cfg("ring-8", r1_gamma=0.0, backward=backward, **remedy)
     configs = expand_runs(base, 2, {})
     data = load_dataset(base)
     stack = Trainer(configs, data, torch.device("cpu"))

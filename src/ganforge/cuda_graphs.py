@@ -72,6 +72,11 @@ def wants_graph(self: Trainer) -> bool:
             raise GanforgeError("--cuda-graphs on: not available with unroll_steps (the "
                                 "unrolled D steps draw batches outside the staged ones)")
         return False
+    if self.cfg.topk < 1.0 and self.cfg.topk_steps:  # a replay would keep top-k on
+        if mode == "on":
+            raise GanforgeError("--cuda-graphs on: not available with topk_steps (a replay "
+                                "keeps the share of samples it was captured with)")
+        return False
     if self.cfg.lr_decay != "none":  # a captured step keeps the rate it was captured with
         if mode == "on":
             raise GanforgeError(f"--cuda-graphs on: not available with lr_decay "

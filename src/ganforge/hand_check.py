@@ -18,6 +18,7 @@ from torch import nn
 
 from .errors import GanforgeError
 from .mlp_grads import MLPGradients, agree, hand_gradients
+from .remedies import g_loss_top_k
 
 if TYPE_CHECKING:
     from .train import Trainer
@@ -75,7 +76,7 @@ def hand_disagrees(self: Trainer) -> str | None:
         if net is D:
             hand.d_backward(real, z)
         else:
-            hand.g_backward(z)
+            hand.g_backward(z, self.cfg.topk)
         by_hand = [p.grad.clone() for p in net.parameters()]
         for p in (*G.parameters(), *D.parameters()):
             p.grad = None
@@ -83,7 +84,7 @@ def hand_disagrees(self: Trainer) -> str | None:
             loss, _ = self._d_loss(real, None, z, None, G=G, D=D, gens=[gen] * self.R)
         else:
             D.requires_grad_(False)
-            loss = self.objective.g_loss(D(G(z)))
+            loss = g_loss_top_k(self.objective, D(G(z)), self.cfg.topk)
         loss.sum().backward()
         D.requires_grad_(True)
         why = agree(by_hand, [p.grad for p in net.parameters()])

@@ -31,7 +31,13 @@ from .config import Config
 from .losses import Objective
 from .models.mlp import MLPDiscriminator, MLPGenerator
 from .penalties import PENALTIES
-from .remedies import MinibatchStdLinear, active_remedies, minibatch_std, minibatch_std_backward
+from .remedies import (
+    MinibatchStdLinear,
+    active_remedies,
+    minibatch_std,
+    minibatch_std_backward,
+    top_k,
+)
 
 aten = torch.ops.aten
 
@@ -230,12 +236,18 @@ class MLPGradients:
             self.d_chain.backward(saved, grad, params=True, inputs=False)
         return loss, out
 
-    def g_backward(self, z: torch.Tensor) -> torch.Tensor:
-        """G's loss on G(z), and G's gradients in ``.grad`` (D's are left as they are)."""
+    def g_backward(self, z: torch.Tensor, topk: float = 1.0) -> torch.Tensor:
+        """G's loss on G(z) (over the share ``topk`` of the samples D scores best,
+        :func:`ganforge.remedies.top_k`), and G's gradients in ``.grad`` (D's are left as
+        they are)."""
         with torch.no_grad():
             fake, g_saved = self.g_chain.forward(z)
             out, d_saved = self.d_chain.forward(fake)
-            loss, grad = self.objective.g_loss_grad(out.squeeze(-1))
+            out = out.squeeze(-1)
+            kept, idx = top_k(self.objective, out, topk)
+            loss, grad = self.objective.g_loss_grad(kept)
+            if idx is not None:  # the samples left out get no gradient
+                grad = torch.zeros_like(out).scatter_(-1, idx, grad)
             grad = self.d_chain.backward(d_saved, grad.unsqueeze(-1), params=False, inputs=True)
             self.g_chain.backward(g_saved, grad, params=True, inputs=False)
         return loss

@@ -7,13 +7,16 @@
   samples, averaged into one number, appended as an extra input of D's last linear layer.
 - ``diffaugment`` (Zhao et al. 2020): the same random augmentations on real and fake images
   before D, differentiable for G (:mod:`ganforge.diffaugment`).
+- ``topk`` (Sinha et al. 2020): G's update takes its loss over the share ``topk`` of its
+  batch that D scores as most real, so the samples D already rejects (those between or
+  off the modes) no longer pull G; 1 is every sample (off). :func:`top_k`.
 - ``unroll_steps`` (Metz et al. 2017): G's loss is taken through D after k extra D updates,
   which are then undone (:class:`DSnapshot`); the Trainer runs it as its G phase.
 
 Packing and augmentation are forward pre-hooks on D, so D's parameter names (and its
-checkpoints) do not change; minibatch-std widens D's last Linear in place of the old one,
-and is the one remedy whose runs stack in a sweep (the stacked chain groups each run's batch
-on its own, :class:`ganforge.mlp_grads.Chain`).
+checkpoints) do not change; minibatch-std widens D's last Linear in place of the old one;
+top-k only changes which of G's samples its loss averages. Those two are the remedies whose
+runs stack in a sweep (each run's batch is grouped and ranked on its own).
 """
 
 from __future__ import annotations
@@ -217,8 +220,40 @@ REMEDIES.register("pac", "PacGAN: D judges packs of m samples")(
 REMEDIES.register("mbstd", "minibatch standard deviation into D's last layer")(
     Remedy("mbstd_group", lambda c: getattr(c, "mbstd_group", 0) > 0, _install_mbstd,
            by_hand=True, stackable=True))
+REMEDIES.register("topk", "top-k: G learns from the samples D scores as most real")(
+    Remedy("topk", lambda c: getattr(c, "topk", 1.0) < 1.0, by_hand=True, stackable=True))
 REMEDIES.register("unroll", "unrolled GAN: G's loss through k further D steps")(
     Remedy("unroll_steps", lambda c: getattr(c, "unroll_steps", 0) > 0))
+
+
+# --- top-k G updates ----------------------------------------------------------------------
+def top_k(objective: Objective, out: torch.Tensor, share: float
+          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """D's outputs on G's batch (..., N) -> the ceil(share * N) of them whose own G loss is
+    lowest, i.e. the samples D scores as most real, whatever the sign convention of the
+    objective (BEGAN's D scores real samples low), and their indices (None: all kept). Per
+    row: stacked runs and the packs of PacGAN are each ranked on their own."""
+    n = out.shape[-1]
+    k = min(n, max(1, math.ceil(share * n - 1e-9)))  # 0.75 * 512 is 384, not 385
+    if k == n:
+        return out, None
+    with torch.no_grad():
+        per_sample = objective.g_loss(out.detach().unsqueeze(-1))
+    idx = per_sample.topk(k, dim=-1, largest=False, sorted=False).indices
+    return out.gather(-1, idx), idx
+
+
+def topk_share(cfg: Any, step: int) -> float:
+    """The share of G's batch its update at iteration ``step`` (from 0) keeps: ``topk``,
+    or 1 from iteration ``topk_steps`` on when that is set. Top-k in the first iterations
+    keeps every mode pulling G while they form; the samples it left between the modes
+    then get their gradient back, and the modes sharpen (benchmarks/README.md)."""
+    return cfg.topk if not cfg.topk_steps or step < cfg.topk_steps else 1.0
+
+
+def g_loss_top_k(objective: Objective, out: torch.Tensor, share: float) -> torch.Tensor:
+    """G's loss on D's outputs ``out``, over the top-k of them (all when ``share`` is 1)."""
+    return objective.g_loss(top_k(objective, out, share)[0])
 
 
 # --- unrolled D steps ----------------------------------------------------------------------
@@ -260,6 +295,12 @@ def check_config(cfg: Config) -> None:
     if cfg.mbstd_group and (cfg.batch_size // cfg.pac) % cfg.mbstd_group:
         raise GanforgeError(f"mbstd_group={cfg.mbstd_group}: D's batch of "
                             f"{cfg.batch_size // cfg.pac} (packs) must be a multiple of it")
+    if not 0.0 < cfg.topk <= 1.0:  # NaN is refused too
+        raise GanforgeError(f"topk: expected the share of G's batch its update keeps, in "
+                            f"(0, 1] (1 = off), got {cfg.topk}")
+    if cfg.topk_steps < 0:
+        raise GanforgeError(f"topk_steps: expected 0 (top-k for the whole run) or a number "
+                            f"of iterations, got {cfg.topk_steps}")
     if cfg.unroll_steps < 0:
         raise GanforgeError(f"unroll_steps: expected 0 (off) or more, got {cfg.unroll_steps}")
     if cfg.diffaugment:

@@ -11,9 +11,9 @@ Each run keeps its own optimiser (torch's, over views of its slices), noise and 
 and hyper-parameters (:data:`PER_RUN`). What does not stack is refused with the reason:
 layers other than Linear + point-wise activations (BatchNorm's running statistics and
 spectral norm's power iteration update per-run buffers in place, conditional models
-concatenate labels), remedies other than minibatch-std (packing and augmentation reshape D's
-batch in hooks, unrolling keeps a step of its own), BEGAN's per-GAN equilibrium k, and
-several processes.
+concatenate labels), remedies other than minibatch-std and top-k (packing and augmentation
+reshape D's batch in hooks, unrolling keeps a step of its own), BEGAN's per-GAN equilibrium
+k, and several processes.
 """
 
 from __future__ import annotations

@@ -6,9 +6,8 @@ One iteration (``config.steps`` counts these) is, as in Goodfellow et al.'s Algo
     for k_g steps:  z ~ p(z);            G descends  g_loss(D(G(z)))
 
 for R runs at once: ``ganforge train`` is R = 1; a sweep stacks R runs' weights along a run
-axis (:mod:`ganforge.stack`), each run with its own seed, noise, data order and
-hyper-parameters. Statistics are accumulated on the device, per run, so the hot loop never
-waits for the host.
+axis (:mod:`ganforge.stack`), each with its own seed, noise, data order and hyper-parameters.
+Statistics are accumulated on the device, per run, so the hot loop never waits for the host.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from .models import build_models
 from .optim import build_optimizer, decay_factor, lean_step, runs_step, scale_lr, schedule_lr
 from .penalties import PENALTIES, DBatch, active_penalties, weight
 from .priors import PRIORS
-from .remedies import check_batches, unrolled_g_step
+from .remedies import check_batches, g_loss_top_k, topk_share, unrolled_g_step
 from .stack import RunBatches, check_stackable, grad_norms, run_views, stack_models
 from .trainer_state import load_run_state, run_state
 
@@ -253,12 +252,13 @@ class Trainer:
 
     def g_step(self) -> None:
         z, y = self.noise.pop(), self.fake_labels.pop()
+        share = topk_share(self.cfg, self.step_count)  # 1: every sample
         if self.by_hand is not None:
-            loss = self.by_hand.g_backward(z)
+            loss = self.by_hand.g_backward(z, share)
         else:
             self.G.zero_grad(set_to_none=True)
             self.D.requires_grad_(False)  # G's step needs gradients through D, not for D
-            loss = self.objective.g_loss(self._d(self._g(z, y), y))
+            loss = g_loss_top_k(self.objective, self._d(self._g(z, y), y), share)
             loss.sum().backward()
             self.D.requires_grad_(True)
         average_gradients(self.G.parameters(), self.world)
