@@ -219,6 +219,9 @@ def test_top_k_keeps_what_d_scores_most_real_under_each_objectives_convention():
     # BEGAN's D is an autoencoder: a low reconstruction error is what it calls real
     _, idx = top_k(OBJECTIVES.get("began")(), out, 0.4)
     assert [sorted(r) for r in idx.tolist()] == [[1, 4], [2, 3]]
+    # least squares: a score above 1 is more real, though G's loss 0.5 (d - 1)^2 grows there
+    _, idx = top_k(OBJECTIVES.get("least-squares")(), torch.tensor([3.0, 1.0, 0.9, 0.2]), 0.5)
+    assert sorted(idx.tolist()) == [0, 1]
     assert top_k(OBJECTIVES.get("hinge")(), out, 1.0) == (out, None)
     assert top_k(OBJECTIVES.get("hinge")(), torch.zeros(512), 0.75)[0].shape == (384,)
 
@@ -254,6 +257,18 @@ def test_topk_by_hand_is_autograds_and_the_trainer_uses_it(topk):
     changed = any(not torch.allclose(a, b) for a, b in
                   zip(_g_grads_after_one_g_phase(plain), grads, strict=True))
     assert changed == (topk < 1.0)
+
+
+def test_topk_is_refused_with_several_processes():
+    """N processes must take the step one process takes with the whole batch; a top-k of
+    each share is not the top-k of the batch."""
+    from ganforge.remedies import check_batches
+
+    cfg = resolve("ring-8", overrides=dict(topk=0.5, batch_size=32))
+    check_batches(cfg, 32, 1)
+    with pytest.raises(GanforgeError, match="topk=0.5: .* 2 processes") as e:
+        check_batches(cfg, 16, 2)
+    assert "\n" not in str(e.value)
 
 
 def test_topk_steps_hands_every_sample_back_after_its_iterations():

@@ -33,6 +33,7 @@ class Objective:
     per_process_state = False  # state kept per process (BEGAN's k): one process only
     stackable = True  # R runs can share one computation (no state of its own per run)
     model: str | None = None  # the one model whose D this objective needs, if any
+    real_scores_high = True  # D scores what it takes for real higher (top-k ranks by it)
 
     @classmethod
     def from_config(cls, cfg: Any) -> Objective:
@@ -185,6 +186,7 @@ class BEGAN(Objective):
     per_process_state = True
     stackable = False  # k is one number per GAN, updated from its own losses
     model = "mlp-began"  # D is an autoencoder
+    real_scores_high = False  # a low reconstruction error is what D takes for real
 
     @classmethod
     def from_config(cls, cfg: Any) -> BEGAN:

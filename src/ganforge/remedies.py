@@ -85,7 +85,11 @@ def check_remedies(cfg: Any, data_shape: tuple[int, ...], num_classes: int) -> N
 
 
 def check_batches(cfg: Any, local_batch: int, processes: int) -> None:
-    """Packs and minibatch-std groups are cut from each process's share of the batch."""
+    """Packs and minibatch-std groups are cut from each process's share of the batch; top-k
+    would rank each share alone, which one process with the whole batch does not."""
+    if processes > 1 and getattr(cfg, "topk", 1.0) < 1.0:
+        raise GanforgeError(f"topk={cfg.topk}: ranks G's whole batch, which {processes} "
+                            "processes each hold a share of; train top-k in one process")
     B = local_batch
     if B % cfg.pac or (cfg.mbstd_group and (B // cfg.pac) % cfg.mbstd_group):
         raise GanforgeError(f"pac={cfg.pac}, mbstd_group={cfg.mbstd_group}: each of the "
@@ -229,17 +233,16 @@ REMEDIES.register("unroll", "unrolled GAN: G's loss through k further D steps")(
 # --- top-k G updates ----------------------------------------------------------------------
 def top_k(objective: Objective, out: torch.Tensor, share: float
           ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """D's outputs on G's batch (..., N) -> the ceil(share * N) of them whose own G loss is
-    lowest, i.e. the samples D scores as most real, whatever the sign convention of the
-    objective (BEGAN's D scores real samples low), and their indices (None: all kept). Per
-    row: stacked runs and the packs of PacGAN are each ranked on their own."""
+    """D's outputs on G's batch (..., N) -> the ceil(share * N) of them D scores as most
+    real (the highest scores, the lowest for BEGAN's autoencoder D; by the score, not by G's
+    loss, which least squares makes non-monotone above 1), and their indices (None: all
+    kept). Per row: stacked runs and the packs of PacGAN are each ranked on their own."""
     n = out.shape[-1]
     k = min(n, max(1, math.ceil(share * n - 1e-9)))  # 0.75 * 512 is 384, not 385
     if k == n:
         return out, None
-    with torch.no_grad():
-        per_sample = objective.g_loss(out.detach().unsqueeze(-1))
-    idx = per_sample.topk(k, dim=-1, largest=False, sorted=False).indices
+    idx = out.detach().topk(k, dim=-1, largest=objective.real_scores_high,
+                            sorted=False).indices
     return out.gather(-1, idx), idx
 
 
