@@ -68,7 +68,7 @@ class Config:
     pac: int = 1  # PacGAN: D judges packs of this many samples (1 = off)
     mbstd_group: int = 0  # minibatch-std feature into D's last layer over groups of N (0 = off)
     unroll_steps: int = 0  # unrolled GAN: G's loss through this many extra D steps (0 = off)
-    topk: float = 1.0  # top-k G updates: G learns from this share of its batch D rates best
+    topk: float = 1.0  # top-k: G learns from the share of its batch D rates best (1 = off)
     topk_steps: int = 0  # top-k for the first N iterations only, then every sample (0 = all)
     diffaugment: str = ""  # DiffAugment policies on D's images, e.g. "translation,cutout,color"
     ema: float = 0.0  # generator EMA half-life in iterations (0 = off); used for samples
