@@ -4,12 +4,13 @@
     python benchmarks/modes.py --rows ring-8-best grid-25-best --seeds 10
     python benchmarks/modes.py --rows pacgan2-ring-8 --seeds 3 --steps 3000
     python benchmarks/modes.py --rows grid-25-best --set mbstd_group=16   # a variant of a row
+    python benchmarks/modes.py --rows grid-25-best --seed-list 2 7 8 9 --set d_hidden=256
 
-Each row trains a preset once per seed (0 .. seeds-1), draws 2,500 samples (PacGAN and
-VEEGAN's budget) and prints modes captured, % high-quality samples (within 3 std of the
-nearest centre) and reverse KL (KL of the high-quality samples' mode histogram to uniform,
-PacGAN's "KL") as mean ± standard error over the seeds, with PacGAN's Table 1 and VEEGAN's
-Table 1 beside it, plus how many seeds caught every mode.
+Each row trains a preset once per seed (0 .. seeds-1, or those of ``--seed-list``), draws
+2,500 samples (PacGAN and VEEGAN's budget) and prints modes captured, % high-quality samples
+(within 3 std of the nearest centre) and reverse KL (KL of the high-quality samples' mode
+histogram to uniform, PacGAN's "KL") as mean ± standard error over the seeds, with PacGAN's
+Table 1 and VEEGAN's Table 1 beside it, plus how many seeds caught every mode.
 
 A row whose preset stacks (plain MLP GANs: ring-8, grid-25) trains its seeds as ONE sweep,
 the seeds stacked along the Trainer's run axis (run k equals the single run with seed k).
@@ -81,7 +82,7 @@ def one_seed(preset: str, seed: int, steps: int | None,
     return r
 
 
-def as_one_sweep(preset: str, seeds: int, steps: int | None,
+def as_one_sweep(preset: str, seeds: list[int], steps: int | None,
                  overrides: dict[str, Any] | None = None) -> list[dict] | None:
     """Every seed of the row in one sweep; None when the preset does not stack."""
     base = resolve(preset, overrides={**(overrides or {}),
@@ -90,11 +91,11 @@ def as_one_sweep(preset: str, seeds: int, steps: int | None,
     t = time.time()
     with tempfile.TemporaryDirectory() as out:
         try:
-            runs = sweep(base, seeds, out=out, overwrite=True, progress=False)
+            runs = sweep(base, vary={"seed": seeds}, out=out, overwrite=True, progress=False)
         except NotStackable as e:
             print(f"{preset}: {e}; its seeds train one after another", file=sys.stderr)
             return None
-        per_seed = (time.time() - t) / seeds
+        per_seed = (time.time() - t) / len(seeds)
         rs = []
         for run in runs:
             seed = run.config.seed
@@ -129,6 +130,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", nargs="+", default=ROWS, help="presets to run")
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--seed-list", type=int, nargs="+", default=None, metavar="SEED",
+                    help="train these seeds instead of 0 .. seeds-1 (a screen on chosen seeds)")
     ap.add_argument("--steps", type=int, default=None, help="override the presets' steps")
     ap.add_argument("--jobs", type=int, default=1, help="seeds trained in parallel")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -141,16 +144,19 @@ def main() -> None:
         raise SystemExit(f"modes.py: {e}") from None
     if overrides:
         print(f"every row with {overrides}")
+    seeds = args.seed_list or list(range(args.seeds))
+    if args.seed_list:
+        print(f"seeds {seeds}")
 
     print("| preset | iterations | seeds | modes | all modes | % HQ | reverse KL | "
           "PacGAN Table 1 (modes / % HQ / KL) | s per seed |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|")
     for preset in args.rows:
-        rs = as_one_sweep(preset, args.seeds, args.steps, overrides)
+        rs = as_one_sweep(preset, seeds, args.steps, overrides)
         if rs is None:
             with ProcessPoolExecutor(args.jobs) as pool:
-                rs = list(pool.map(one_seed, [preset] * args.seeds, range(args.seeds),
-                                   [args.steps] * args.seeds, [overrides] * args.seeds))
+                rs = list(pool.map(one_seed, [preset] * len(seeds), seeds,
+                                   [args.steps] * len(seeds), [overrides] * len(seeds)))
         print(f"| {preset} | {rs[0]['steps']} | {len(rs)} | "
               f"{mean_se([r['modes'] for r in rs])} / {rs[0]['n_modes']} | "
               f"{sum(r['all'] for r in rs)}/{len(rs)} | {mean_se([r['hq'] for r in rs])} | "
