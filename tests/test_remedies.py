@@ -269,6 +269,9 @@ def test_topk_is_refused_with_several_processes():
     with pytest.raises(GanforgeError, match="topk=0.5: .* 2 processes") as e:
         check_batches(cfg, 16, 2)
     assert "\n" not in str(e.value)
+    # the remedies cut from each share (packs, minibatch-std groups) are not refused
+    shared = resolve("ring-8", overrides=dict(pac=2, mbstd_group=4, batch_size=32))
+    check_batches(shared, 16, 2)
 
 
 def test_topk_steps_hands_every_sample_back_after_its_iterations():

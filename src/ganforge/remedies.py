@@ -50,9 +50,11 @@ class Remedy:
     active: Callable[[Any], bool]
     install: Callable[[Any, nn.Module, tuple[int, ...]], None] | None = None
     # what runs it: the hand-written CPU backward (mlp_grads) and R stacked runs of a sweep
-    # (stack) each refuse a remedy that does not say it is covered there
+    # (stack) each refuse a remedy that does not say it is covered there; several DDP
+    # processes refuse one that must see G's whole batch (each process holds a share)
     by_hand: bool = False
     stackable: bool = False
+    sharded: bool = True
 
 
 REMEDIES: Registry[Remedy] = Registry("remedy")
@@ -60,7 +62,8 @@ REMEDIES: Registry[Remedy] = Registry("remedy")
 
 def active_remedies(cfg: Any, unless: str = "") -> list[str]:
     """The config fields of the remedies ``cfg`` turns on (empty: a plain GAN); with
-    ``unless="by_hand"`` (or ``"stackable"``) only those that path does not cover."""
+    ``unless="by_hand"`` (or ``"stackable"``, ``"sharded"``) only those that path does not
+    cover."""
     return [r.field for r in (REMEDIES.get(n) for n in REMEDIES)
             if r.active(cfg) and not (unless and getattr(r, unless))]
 
@@ -85,11 +88,14 @@ def check_remedies(cfg: Any, data_shape: tuple[int, ...], num_classes: int) -> N
 
 
 def check_batches(cfg: Any, local_batch: int, processes: int) -> None:
-    """Packs and minibatch-std groups are cut from each process's share of the batch; top-k
-    would rank each share alone, which one process with the whole batch does not."""
-    if processes > 1 and getattr(cfg, "topk", 1.0) < 1.0:
-        raise GanforgeError(f"topk={cfg.topk}: ranks G's whole batch, which {processes} "
-                            "processes each hold a share of; train top-k in one process")
+    """Packs and minibatch-std groups are cut from each process's share of the batch; a
+    remedy that is not ``sharded`` (top-k ranks G's batch) would see each share alone, which
+    one process with the whole batch does not."""
+    whole = active_remedies(cfg, unless="sharded") if processes > 1 else []
+    if whole:
+        named = ", ".join(f"{f}={getattr(cfg, f)}" for f in whole)
+        raise GanforgeError(f"{named}: works on G's whole batch, which {processes} processes "
+                            "each hold a share of; train it in one process")
     B = local_batch
     if B % cfg.pac or (cfg.mbstd_group and (B // cfg.pac) % cfg.mbstd_group):
         raise GanforgeError(f"pac={cfg.pac}, mbstd_group={cfg.mbstd_group}: each of the "
@@ -225,7 +231,8 @@ REMEDIES.register("mbstd", "minibatch standard deviation into D's last layer")(
     Remedy("mbstd_group", lambda c: getattr(c, "mbstd_group", 0) > 0, _install_mbstd,
            by_hand=True, stackable=True))
 REMEDIES.register("topk", "top-k: G learns from the samples D scores as most real")(
-    Remedy("topk", lambda c: getattr(c, "topk", 1.0) < 1.0, by_hand=True, stackable=True))
+    Remedy("topk", lambda c: getattr(c, "topk", 1.0) < 1.0, by_hand=True, stackable=True,
+           sharded=False))
 REMEDIES.register("unroll", "unrolled GAN: G's loss through k further D steps")(
     Remedy("unroll_steps", lambda c: getattr(c, "unroll_steps", 0) > 0))
 
